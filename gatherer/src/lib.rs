@@ -1,0 +1,25 @@
+//! hostpulse gatherer: samples a Linux host's `/proc` and `/sys` every interval.
+//!
+//! # Layout
+//!
+//! - [`roots`]: where the host's procfs, sysfs and root filesystem are mounted.
+//! - [`row`]: the row model (`table`, `ts`, `tags`, `fields`) shared by every output.
+//! - [`collect`]: one module per metric family, and the [`collect::Collectors`]
+//!   that runs the selected ones each cycle.
+//! - [`json`]: the JSON-lines encoding of rows (serverless mode).
+//! - [`agent`]: the gatherer's own health row (`agent` table).
+//! - [`cli`] and [`run`]: the command line and the serverless loop that ties
+//!   collection to output.
+//!
+//! Data flows one way: `Cycle` → every family's collector → `Vec<Row>` →
+//! encoder → stdout.
+
+#![forbid(unsafe_code)]
+
+pub mod agent;
+pub mod cli;
+pub mod collect;
+pub mod json;
+pub mod roots;
+pub mod row;
+pub mod run;
