@@ -4,9 +4,7 @@
 //! run-queue averages), `tasks_runnable` (currently runnable scheduling
 //! entities) and `tasks_total` (all threads on the host).
 
-use procfs::{FromRead, LoadAverage};
-
-use super::error::{CollectError, ParseError};
+use super::error::{CollectError, ParseError, parse_f64, parse_u64};
 use super::{Collector, Cycle, Family, Settings, source};
 use crate::row::Row;
 
@@ -26,14 +24,25 @@ pub struct LoadSample {
 }
 
 /// Parses `/proc/loadavg` (`0.20 0.18 0.12 1/80 11206`).
+///
+/// Hand-written rather than procfs's `LoadAverage`, which parses the averages
+/// as `f32` and would print 0.51 as 0.5099999904632568.
 pub fn parse_loadavg(text: &str) -> Result<LoadSample, ParseError> {
-    let l = LoadAverage::from_read(text.as_bytes())?;
+    let mut cols = text.split_ascii_whitespace();
+    let mut next = |what: &str| cols.next().ok_or_else(|| ParseError::missing(what));
+    let load1 = parse_f64("load1", next("load1")?)?;
+    let load5 = parse_f64("load5", next("load5")?)?;
+    let load15 = parse_f64("load15", next("load15")?)?;
+    let tasks = next("runnable/total tasks")?;
+    let (runnable, total) = tasks
+        .split_once('/')
+        .ok_or_else(|| ParseError::bad_number("runnable/total tasks", tasks))?;
     Ok(LoadSample {
-        load1: f64::from(l.one),
-        load5: f64::from(l.five),
-        load15: f64::from(l.fifteen),
-        runnable: u64::from(l.cur),
-        total: u64::from(l.max),
+        load1,
+        load5,
+        load15,
+        runnable: parse_u64("runnable tasks", runnable)?,
+        total: parse_u64("total tasks", total)?,
     })
 }
 
@@ -82,7 +91,7 @@ mod tests {
     #[test]
     fn parses_a_real_loadavg() {
         let s = parse_loadavg("0.20 0.18 0.12 1/80 11206\n").unwrap();
-        assert_eq!(s.load1, f64::from(0.20f32));
+        assert_eq!((s.load1, s.load5, s.load15), (0.20, 0.18, 0.12));
         assert_eq!((s.runnable, s.total), (1, 80));
     }
 

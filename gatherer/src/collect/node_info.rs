@@ -23,3 +23,8 @@ impl Collector for NodeInfo {
         Ok(())
     }
 }
+
+/// The node id (placeholder until the family lands).
+pub fn default_node_id(_roots: &crate::roots::Roots) -> String {
+    "unknown-node".to_string()
+}
