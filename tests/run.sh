@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The test command (README "Run the tests"): installs what the tests need when
+# it is missing, builds the real binaries, then runs every test.
+#
+#   tests/run.sh            all tests
+#   tests/run.sh --lint     fmt and clippy first (what CI runs)
+#
+# Tests never skip a missing component: if something below cannot be
+# installed, this script stops with the reason.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n==> %s\n' "$*"; }
+
+apt_install() {
+  # Debian packages the tests start as real processes. Installing needs root
+  # (CI runs as root); elsewhere, say what to install and stop.
+  local missing=()
+  for pkg in "$@"; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "tests need Debian packages: ${missing[*]} (run: sudo apt-get install -y ${missing[*]})" >&2
+    exit 1
+  fi
+  log "installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+# procps gives `kill`, which the tests use to signal the daemons.
+apt_install procps
+
+if [ "${1:-}" = "--lint" ]; then
+  log "cargo fmt --check"
+  cargo fmt --all -- --check
+  log "cargo clippy -D warnings"
+  cargo clippy --workspace --all-targets --locked -- -D warnings
+fi
+
+log "building the binaries the end-to-end tests run"
+cargo build --workspace --bins --locked
+
+log "cargo test"
+cargo test --workspace --locked

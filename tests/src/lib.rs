@@ -1,0 +1,209 @@
+//! Harness for hostpulse's end-to-end tests.
+//!
+//! # Layout
+//!
+//! - [`binary`]: the path of a workspace binary (built by `tests/run.sh`
+//!   before the tests run; a missing binary fails the test loudly).
+//! - [`Process`]: a started binary that is killed when dropped, so a failing
+//!   test never leaves a daemon behind.
+//! - [`Rows`]: JSON lines parsed back into the row model.
+//! - [`fixture`]: the gatherer's fixture trees.
+
+#![forbid(unsafe_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The path of a workspace binary in the same target directory as this test.
+///
+/// Panics with instructions when the binary has not been built: a test whose
+/// real component is missing must fail, never skip.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test>-<hash>  ->  target/<profile>/<name>
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executable lives in target/<profile>/deps");
+    let path = profile_dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} is not built: run `cargo build --workspace --bins` first (tests/run.sh does)",
+        path.display()
+    );
+    path
+}
+
+/// A fixture tree of the gatherer (`gatherer/tests/fixtures/NAME`).
+pub fn fixture(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../gatherer/tests/fixtures")
+        .join(name);
+    assert!(dir.is_dir(), "fixture {} is missing", dir.display());
+    dir
+}
+
+/// `--procfs/--sysfs/--rootfs` arguments for a fixture tree at `dir`.
+pub fn root_args(dir: &Path) -> Vec<String> {
+    vec![
+        format!("--procfs={}", dir.join("proc").display()),
+        format!("--sysfs={}", dir.join("sys").display()),
+        format!("--rootfs={}", dir.join("root").display()),
+    ]
+}
+
+/// The outcome of a binary run to completion.
+pub struct Output {
+    /// Exit status.
+    pub status: ExitStatus,
+    /// Parsed stdout rows.
+    pub rows: Rows,
+    /// Everything written to stderr (logs).
+    pub stderr: String,
+}
+
+/// Runs a binary to completion with `args` and extra environment variables.
+pub fn run(name: &str, args: &[String], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(binary(name));
+    cmd.args(args).env_remove("RUST_LOG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run binary");
+    let stdout = String::from_utf8(out.stdout).expect("stdout is UTF-8");
+    Output {
+        status: out.status,
+        rows: Rows::parse(&stdout),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Rows parsed from JSON lines.
+#[derive(Debug, Default)]
+pub struct Rows(pub Vec<Value>);
+
+impl Rows {
+    /// Parses every line; panics on a line that is not a JSON object with
+    /// exactly the row model's keys.
+    pub fn parse(text: &str) -> Rows {
+        let mut rows = Vec::new();
+        for line in text.lines().filter(|l| !l.is_empty()) {
+            let v: Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+            let keys: Vec<&str> = v
+                .as_object()
+                .unwrap_or_else(|| panic!("not an object: {line}"))
+                .keys()
+                .map(String::as_str)
+                .collect();
+            let mut sorted = keys.clone();
+            sorted.sort_unstable();
+            assert_eq!(sorted, ["fields", "node", "table", "tags", "ts"], "keys of {line}");
+            assert!(v["ts"].is_i64(), "ts is an integer: {line}");
+            assert!(v["tags"].as_object().unwrap().values().all(Value::is_string), "{line}");
+            assert!(v["fields"].as_object().unwrap().values().all(Value::is_number), "{line}");
+            rows.push(v);
+        }
+        Rows(rows)
+    }
+
+    /// Rows of `table`.
+    pub fn table(&self, table: &str) -> Vec<&Value> {
+        self.0.iter().filter(|r| r["table"] == table).collect()
+    }
+
+    /// The distinct table names, sorted.
+    pub fn tables(&self) -> Vec<String> {
+        let mut t: Vec<String> = self
+            .0
+            .iter()
+            .map(|r| r["table"].as_str().unwrap_or_default().to_string())
+            .collect();
+        t.sort();
+        t.dedup();
+        t
+    }
+
+    /// The one row of `table` whose tag `tag` equals `value`.
+    pub fn find(&self, table: &str, tag: &str, value: &str) -> &Value {
+        let found: Vec<&Value> = self
+            .table(table)
+            .into_iter()
+            .filter(|r| r["tags"][tag] == value)
+            .collect();
+        assert_eq!(found.len(), 1, "exactly one {table} row with {tag}={value}: {found:?}");
+        found[0]
+    }
+}
+
+/// A running binary, killed (and reaped) when dropped.
+pub struct Process {
+    child: Child,
+    stdout: Option<BufReader<ChildStdout>>,
+}
+
+impl Process {
+    /// Starts a binary with stdout piped and stderr discarded.
+    pub fn start(name: &str, args: &[String]) -> Process {
+        let child = Command::new(binary(name))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn binary");
+        let mut p = Process { child, stdout: None };
+        p.stdout = p.child.stdout.take().map(BufReader::new);
+        p
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Reads one stdout line (without the newline); `None` at end of output.
+    pub fn read_line(&mut self) -> Option<String> {
+        let mut line = String::new();
+        let n = self.stdout.as_mut()?.read_line(&mut line).ok()?;
+        (n > 0).then(|| line.trim_end_matches('\n').to_string())
+    }
+
+    /// Closes our end of stdout, as `| head` does.
+    pub fn close_stdout(&mut self) {
+        self.stdout = None;
+    }
+
+    /// Sends a signal with the `kill` command (no unsafe code needed).
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill")
+            .success();
+        assert!(ok, "kill -{sig} failed");
+    }
+
+    /// Waits for exit, at most `limit`; panics if the process is still running.
+    pub fn wait(&mut self, limit: Duration) -> ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "process {} did not exit", self.pid());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
