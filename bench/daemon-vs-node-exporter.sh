@@ -40,19 +40,19 @@ g_cpu_ms=$(python3 -c "print(f'{($gu+$gs)*1000/$N:.3f}')")
 rows=$("$G" --once --interval 100ms --log-level warn | wc -l)
 samples=$("$G" --once --interval 100ms --log-level warn | python3 -c 'import json,sys; print(sum(len(json.loads(l)["fields"]) for l in sys.stdin))')
 
-# --- gatherer: heap growth, RSS after N and after 10N cycles in one process
-"$G" --stdout --interval 1ms --cycles $((10 * N)) --log-level warn >/dev/null &
-gp=$!
-# wait until N cycles are done: agent rows are not counted here, so use time
-sleep "$(python3 -c "print($N*0.0012)")"
-rss_n=$(rss_kb $gp || echo 0)
-wait $gp 2>/dev/null || true
-# second run to read the RSS right before exit: poll until nearly finished
-"$G" --stdout --interval 1ms --cycles $((10 * N)) --log-level warn >/dev/null &
-gp=$!
-last=0
-while kill -0 $gp 2>/dev/null; do v=$(rss_kb $gp 2>/dev/null || true); [ -n "$v" ] && last=$v; sleep 0.05; done
-rss_10n=$last
+# --- gatherer: heap growth. The agent row carries the process's own RSS each
+# cycle: compare it after N cycles and after 10*N cycles of one process.
+read -r rss_n rss_10n < <("$G" --stdout --interval 1ms --cycles $((10 * N)) --log-level warn \
+  | grep -F '"table":"agent"' | python3 -c '
+import json, sys
+n = int(sys.argv[1]); i = 0; first = last = 0
+for line in sys.stdin:
+    i += 1
+    rss = json.loads(line)["fields"]["rss_bytes"] // 1024
+    if i == n:
+        first = rss
+    last = rss
+print(first, last)' "$N")
 
 # --- node_exporter: N scrapes
 PORT=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
