@@ -29,8 +29,18 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
+pip_install() {
+  # PyPI tools the tests run as an operator would (`command` NAME, pip package).
+  local cmd=$1 pkg=$2
+  command -v "$cmd" >/dev/null 2>&1 && return 0
+  log "installing $pkg (pip)"
+  python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore "$pkg"
+  command -v "$cmd" >/dev/null 2>&1 || { echo "$pkg installed but $cmd is not on PATH" >&2; exit 1; }
+}
+
 # procps gives `kill`, which the tests use to signal the daemons.
 apt_install procps
+pip_install kubernetes-validate kubernetes-validate
 
 if [ "${1:-}" = "--lint" ]; then
   log "cargo fmt --check"
