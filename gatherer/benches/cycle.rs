@@ -26,7 +26,10 @@ fn bench_cycle(c: &mut Criterion) {
         labels: vec![("region".into(), "eu-west".into())],
     };
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/debian12-vm");
-    for (name, roots) in [("this_host", Roots::default()), ("fixture", Roots::under(&fixture))] {
+    for (name, roots) in [
+        ("this_host", Roots::default()),
+        ("fixture", Roots::under(&fixture)),
+    ] {
         let settings = Settings {
             roots,
             ..Settings::default()

@@ -147,9 +147,28 @@ fn parse_families(s: &str) -> Result<FamilyList, String> {
 /// Tag names the families use, plus the row model's own keys: a label may not
 /// shadow any of them, or a row would carry two values for one column.
 pub const RESERVED_TAGS: &[&str] = &[
-    "table", "ts", "node", "tags", "fields", "cpu", "device", "interface", "mountpoint", "fstype",
-    "resource", "chip", "sensor", "hostname", "kernel", "os_name", "os_version",
-    "os_pretty_name", "cpu_model", "arch", "mac", "operstate",
+    "table",
+    "ts",
+    "node",
+    "tags",
+    "fields",
+    "cpu",
+    "device",
+    "interface",
+    "mountpoint",
+    "fstype",
+    "resource",
+    "chip",
+    "sensor",
+    "hostname",
+    "kernel",
+    "os_name",
+    "os_version",
+    "os_pretty_name",
+    "cpu_model",
+    "arch",
+    "mac",
+    "operstate",
 ];
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
@@ -167,7 +186,9 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
         ));
     }
     if RESERVED_TAGS.contains(&key) {
-        return Err(format!("label name {key:?} is already a tag or key of the row model"));
+        return Err(format!(
+            "label name {key:?} is already a tag or key of the row model"
+        ));
     }
     if value.is_empty() {
         return Err(format!("label {key:?} has an empty value"));
@@ -203,9 +224,19 @@ mod tests {
 
     #[test]
     fn labels_and_collectors_parse() {
-        let a = parse(&["--label", "region=eu", "--label", "zone=b", "--collectors", "cpu, memory"])
-            .unwrap();
-        assert_eq!(a.labels, vec![("region".into(), "eu".into()), ("zone".into(), "b".into())]);
+        let a = parse(&[
+            "--label",
+            "region=eu",
+            "--label",
+            "zone=b",
+            "--collectors",
+            "cpu, memory",
+        ])
+        .unwrap();
+        assert_eq!(
+            a.labels,
+            vec![("region".into(), "eu".into()), ("zone".into(), "b".into())]
+        );
         assert_eq!(a.collectors.0, vec![Family::Cpu, Family::Memory]);
     }
 

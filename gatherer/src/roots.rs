@@ -74,6 +74,9 @@ mod tests {
         };
         assert_eq!(roots.root("/var/lib"), PathBuf::from("/host/root/var/lib"));
         assert_eq!(roots.root("/"), PathBuf::from("/host/root"));
-        assert_eq!(Roots::default().root("/etc/os-release"), PathBuf::from("/etc/os-release"));
+        assert_eq!(
+            Roots::default().root("/etc/os-release"),
+            PathBuf::from("/etc/os-release")
+        );
     }
 }

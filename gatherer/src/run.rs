@@ -50,7 +50,13 @@ pub fn collect_cycle(collectors: &mut Collectors, rows: &mut Vec<Row>) -> Cycle 
     let started = Instant::now();
     let failed = collectors.collect(&cycle, rows);
     let n = rows.len();
-    rows.push(agent::row(cycle.ts, started.elapsed(), n, failed, collectors));
+    rows.push(agent::row(
+        cycle.ts,
+        started.elapsed(),
+        n,
+        failed,
+        collectors,
+    ));
     cycle
 }
 

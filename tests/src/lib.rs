@@ -92,8 +92,8 @@ impl Rows {
     pub fn parse(text: &str) -> Rows {
         let mut rows = Vec::new();
         for line in text.lines().filter(|l| !l.is_empty()) {
-            let v: Value = serde_json::from_str(line)
-                .unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+            let v: Value =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
             let keys: Vec<&str> = v
                 .as_object()
                 .unwrap_or_else(|| panic!("not an object: {line}"))
@@ -102,10 +102,28 @@ impl Rows {
                 .collect();
             let mut sorted = keys.clone();
             sorted.sort_unstable();
-            assert_eq!(sorted, ["fields", "node", "table", "tags", "ts"], "keys of {line}");
+            assert_eq!(
+                sorted,
+                ["fields", "node", "table", "tags", "ts"],
+                "keys of {line}"
+            );
             assert!(v["ts"].is_i64(), "ts is an integer: {line}");
-            assert!(v["tags"].as_object().unwrap().values().all(Value::is_string), "{line}");
-            assert!(v["fields"].as_object().unwrap().values().all(Value::is_number), "{line}");
+            assert!(
+                v["tags"]
+                    .as_object()
+                    .unwrap()
+                    .values()
+                    .all(Value::is_string),
+                "{line}"
+            );
+            assert!(
+                v["fields"]
+                    .as_object()
+                    .unwrap()
+                    .values()
+                    .all(Value::is_number),
+                "{line}"
+            );
             rows.push(v);
         }
         Rows(rows)
@@ -135,7 +153,11 @@ impl Rows {
             .into_iter()
             .filter(|r| r["tags"][tag] == value)
             .collect();
-        assert_eq!(found.len(), 1, "exactly one {table} row with {tag}={value}: {found:?}");
+        assert_eq!(
+            found.len(),
+            1,
+            "exactly one {table} row with {tag}={value}: {found:?}"
+        );
         found[0]
     }
 }
@@ -155,7 +177,10 @@ impl Process {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn binary");
-        let mut p = Process { child, stdout: None };
+        let mut p = Process {
+            child,
+            stdout: None,
+        };
         p.stdout = p.child.stdout.take().map(BufReader::new);
         p
     }
@@ -195,7 +220,11 @@ impl Process {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
                 return status;
             }
-            assert!(Instant::now() < deadline, "process {} did not exit", self.pid());
+            assert!(
+                Instant::now() < deadline,
+                "process {} did not exit",
+                self.pid()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }

@@ -29,8 +29,18 @@ fn once_on_this_host_reports_every_family_it_has() {
     assert!(out.status.success(), "stderr: {}", out.stderr);
     let rows = &out.rows;
     let mut expected = vec![
-        "agent", "cpu", "filesystem", "load", "memory", "netstat", "network", "node_info",
-        "processes", "swap", "system", "vmstat",
+        "agent",
+        "cpu",
+        "filesystem",
+        "load",
+        "memory",
+        "netstat",
+        "network",
+        "node_info",
+        "processes",
+        "swap",
+        "system",
+        "vmstat",
     ];
     if Path::new("/proc/pressure/cpu").exists() {
         expected.push("pressure");
@@ -51,20 +61,31 @@ fn once_on_this_host_reports_every_family_it_has() {
     // One cpu row per online core plus the total, all with percentages
     // (--once waits one interval so rates exist).
     let stat = std::fs::read_to_string("/proc/stat").unwrap();
-    let cores = stat.lines().filter(|l| l.starts_with("cpu") && !l.starts_with("cpu ")).count();
+    let cores = stat
+        .lines()
+        .filter(|l| l.starts_with("cpu") && !l.starts_with("cpu "))
+        .count();
     assert_eq!(rows.table("cpu").len(), cores + 1);
     let total = rows.find("cpu", "cpu", "total");
     assert!(num(total, "idle_seconds_total") > 0.0);
-    let sum: f64 = ["user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal"]
-        .iter()
-        .map(|m| num(total, &format!("{m}_percent")))
-        .sum();
-    assert!((sum - 100.0).abs() < 0.5, "mode percentages add up to 100, got {sum}");
+    let sum: f64 = [
+        "user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal",
+    ]
+    .iter()
+    .map(|m| num(total, &format!("{m}_percent")))
+    .sum();
+    assert!(
+        (sum - 100.0).abs() < 0.5,
+        "mode percentages add up to 100, got {sum}"
+    );
 
     // Values agree with the kernel's own files.
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
     let memory = &rows.table("memory")[0];
-    assert_eq!(num(memory, "total_bytes") as u64, meminfo_kb(&meminfo, "MemTotal") * 1024);
+    assert_eq!(
+        num(memory, "total_bytes") as u64,
+        meminfo_kb(&meminfo, "MemTotal") * 1024
+    );
     let lo = rows.find("network", "interface", "lo");
     assert!(lo["fields"]["rx_bytes_per_second"].is_number(), "{lo}");
     let root = rows.find("filesystem", "mountpoint", "/");
@@ -78,7 +99,10 @@ fn once_on_this_host_reports_every_family_it_has() {
         assert_eq!(node, machine_id.trim());
     }
     let info = rows.table("node_info");
-    let host = info.iter().find(|r| r["tags"]["hostname"].is_string()).expect("host facts row");
+    let host = info
+        .iter()
+        .find(|r| r["tags"]["hostname"].is_string())
+        .expect("host facts row");
     assert!(num(host, "logical_cores") >= 1.0, "{host}");
     let agent = &rows.table("agent")[0];
     assert_eq!(num(agent, "families_failed"), 0.0, "{agent}");
@@ -94,21 +118,34 @@ fn captured_fixture_tree_is_read_through_the_roots() {
     let rows = &out.rows;
     let meminfo = std::fs::read_to_string(dir.join("proc/meminfo")).unwrap();
     let memory = &rows.table("memory")[0];
-    assert_eq!(num(memory, "total_bytes") as u64, meminfo_kb(&meminfo, "MemTotal") * 1024);
+    assert_eq!(
+        num(memory, "total_bytes") as u64,
+        meminfo_kb(&meminfo, "MemTotal") * 1024
+    );
     assert_eq!(memory["node"], "fixture-1");
     for iface in ["lo", "eth0", "ifb0", "ifb1"] {
         rows.find("network", "interface", iface);
     }
     assert_eq!(rows.table("cpu").len(), 3, "cpu0, cpu1 and total");
     // Loop and zram devices: loop* is excluded by default, vda and zram0 stay.
-    let disks: Vec<&str> = rows.table("disk").iter().map(|r| r["tags"]["device"].as_str().unwrap()).collect();
-    assert!(disks.contains(&"vda") && !disks.iter().any(|d| d.starts_with("loop")), "{disks:?}");
+    let disks: Vec<&str> = rows
+        .table("disk")
+        .iter()
+        .map(|r| r["tags"]["device"].as_str().unwrap())
+        .collect();
+    assert!(
+        disks.contains(&"vda") && !disks.iter().any(|d| d.starts_with("loop")),
+        "{disks:?}"
+    );
     // Counters did not move between the two readings of a static tree.
     let eth0 = rows.find("network", "interface", "eth0");
     assert_eq!(num(eth0, "rx_bytes_per_second"), 0.0);
     assert_eq!(num(eth0, "rx_bytes_total"), 32005407.0);
     let info = rows.table("node_info");
-    let host = info.iter().find(|r| r["tags"]["hostname"].is_string()).expect("host facts row");
+    let host = info
+        .iter()
+        .find(|r| r["tags"]["hostname"].is_string())
+        .expect("host facts row");
     assert_eq!(host["tags"]["os_name"], "Debian GNU/Linux");
 }
 
@@ -124,8 +161,17 @@ fn a_missing_family_is_disabled_and_the_others_still_report() {
     assert!(out.status.success(), "stderr: {}", out.stderr);
     assert!(out.rows.table("pressure").is_empty());
     assert!(!out.rows.table("memory").is_empty());
-    let disabled: Vec<&str> = out.stderr.lines().filter(|l| l.contains("family disabled")).collect();
-    assert_eq!(disabled.iter().filter(|l| l.contains("pressure")).count(), 1, "{}", out.stderr);
+    let disabled: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("family disabled"))
+        .collect();
+    assert_eq!(
+        disabled.iter().filter(|l| l.contains("pressure")).count(),
+        1,
+        "{}",
+        out.stderr
+    );
     let agent = &out.rows.table("agent")[0];
     assert_eq!(num(agent, "families_failed"), 0.0);
     assert!(num(agent, "families_disabled") >= 1.0);
@@ -135,7 +181,11 @@ fn a_missing_family_is_disabled_and_the_others_still_report() {
 fn garbage_and_truncated_files_are_counted_errors_not_crashes() {
     let tmp = tempfile::tempdir().unwrap();
     copy_tree(&fixture("debian12-vm"), tmp.path());
-    std::fs::write(tmp.path().join("proc/meminfo"), b"\x00\xffMemTotal: lots kB\n").unwrap();
+    std::fs::write(
+        tmp.path().join("proc/meminfo"),
+        b"\x00\xffMemTotal: lots kB\n",
+    )
+    .unwrap();
     let dev = std::fs::read_to_string(tmp.path().join("proc/net/dev")).unwrap();
     std::fs::write(tmp.path().join("proc/net/dev"), &dev[..dev.len() - 40]).unwrap();
     std::fs::write(tmp.path().join("proc/stat"), b"cpu  1 2\n").unwrap();
@@ -144,21 +194,34 @@ fn garbage_and_truncated_files_are_counted_errors_not_crashes() {
     let out = run("gatherer", &a, &[]);
     assert!(out.status.success(), "stderr: {}", out.stderr);
     for broken in ["memory", "network", "cpu"] {
-        assert!(out.rows.table(broken).is_empty(), "{broken} must not report from a broken file");
         assert!(
-            out.stderr.lines().any(|l| l.contains("collection failed") && l.contains(broken)),
+            out.rows.table(broken).is_empty(),
+            "{broken} must not report from a broken file"
+        );
+        assert!(
+            out.stderr
+                .lines()
+                .any(|l| l.contains("collection failed") && l.contains(broken)),
             "a warning names {broken}: {}",
             out.stderr
         );
     }
     // One warning per streak, not one per cycle.
-    let memory_warnings = out.stderr.lines().filter(|l| l.contains("WARN") && l.contains("family=memory")).count();
+    let memory_warnings = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("family=memory"))
+        .count();
     assert_eq!(memory_warnings, 1, "{}", out.stderr);
     for fine in ["load", "disk", "netstat", "filesystem", "node_info"] {
         assert!(!out.rows.table(fine).is_empty(), "{fine} still reports");
     }
     let agent = &out.rows.table("agent")[0];
-    assert_eq!(num(agent, "memory_errors_total"), 2.0, "priming and reported cycle both failed");
+    assert_eq!(
+        num(agent, "memory_errors_total"),
+        2.0,
+        "priming and reported cycle both failed"
+    );
     assert_eq!(num(agent, "load_errors_total"), 0.0);
     assert!(num(agent, "families_failed") >= 3.0);
 }
@@ -182,7 +245,10 @@ fn environment_variables_configure_everything() {
         assert_eq!(row["tags"]["region"], "eu-west");
         assert_eq!(row["tags"]["zone"], "b");
     }
-    assert_eq!(out.rows.find("cpu", "cpu", "total")["tags"]["region"], "eu-west");
+    assert_eq!(
+        out.rows.find("cpu", "cpu", "total")["tags"]["region"],
+        "eu-west"
+    );
 }
 
 #[test]
@@ -202,7 +268,10 @@ fn bad_command_lines_are_refused_with_a_reason() {
 
 #[test]
 fn stdout_mode_streams_until_sigterm_and_stops_cleanly() {
-    let mut p = Process::start("gatherer", &args(&["--stdout", "--interval", "100ms", "--collectors", "load"]));
+    let mut p = Process::start(
+        "gatherer",
+        &args(&["--stdout", "--interval", "100ms", "--collectors", "load"]),
+    );
     let mut agents = 0;
     while agents < 3 {
         let line = p.read_line().expect("a line before SIGTERM");
@@ -229,12 +298,20 @@ fn a_closed_stdout_ends_the_gatherer_quietly() {
 
 #[test]
 fn cycles_bounds_the_run() {
-    let out = run("gatherer", &args(&["--stdout", "--interval", "10ms", "--cycles", "5"]), &[]);
+    let out = run(
+        "gatherer",
+        &args(&["--stdout", "--interval", "10ms", "--cycles", "5"]),
+        &[],
+    );
     assert!(out.status.success());
     assert_eq!(out.rows.table("agent").len(), 5);
     // The first cycle has no rates; later ones do.
     let loads = out.rows.table("cpu");
-    assert!(loads.first().unwrap()["fields"].get("user_percent").is_none());
+    assert!(
+        loads.first().unwrap()["fields"]
+            .get("user_percent")
+            .is_none()
+    );
     assert!(loads.last().unwrap()["fields"]["user_percent"].is_number());
 }
 

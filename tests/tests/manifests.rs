@@ -36,7 +36,11 @@ fn kubernetes_manifests_pass_strict_validation() {
     assert!(out.status.success(), "{text}");
     for m in &manifests {
         let name = m.file_name().unwrap().to_string_lossy();
-        assert!(text.lines().any(|l| l.contains(&*name) && l.contains("passed")), "{name}: {text}");
+        assert!(
+            text.lines()
+                .any(|l| l.contains(&*name) && l.contains("passed")),
+            "{name}: {text}"
+        );
     }
 }
 
@@ -44,12 +48,18 @@ fn kubernetes_manifests_pass_strict_validation() {
 /// a typo would otherwise be ignored silently on every node.
 #[test]
 fn deployment_files_only_set_variables_the_gatherer_reads() {
-    let help = Command::new(binary("gatherer")).arg("--help").output().unwrap();
+    let help = Command::new(binary("gatherer"))
+        .arg("--help")
+        .output()
+        .unwrap();
     let help = String::from_utf8(help.stdout).unwrap();
     let mut checked = 0;
     let mut sources = files("k8s", "yaml");
     sources.extend(files("deploy/docker", "Dockerfile"));
-    for file in sources.iter().filter(|f| f.to_string_lossy().contains("gatherer")) {
+    for file in sources
+        .iter()
+        .filter(|f| f.to_string_lossy().contains("gatherer"))
+    {
         let text = std::fs::read_to_string(file).unwrap();
         for word in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
             if word.starts_with("HOSTPULSE_") {

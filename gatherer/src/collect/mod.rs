@@ -271,7 +271,9 @@ impl fmt::Display for Family {
 
 /// A `--collectors` entry that names no family.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
-#[error("unknown collector {0:?}; known: all, cpu, load, memory, swap, vmstat, network, netstat, disk, filesystem, pressure, processes, system, hwmon, node_info")]
+#[error(
+    "unknown collector {0:?}; known: all, cpu, load, memory, swap, vmstat, network, netstat, disk, filesystem, pressure, processes, system, hwmon, node_info"
+)]
 pub struct UnknownFamily(pub String);
 
 impl FromStr for Family {

@@ -25,7 +25,9 @@ impl Patterns {
 
     /// Whether any pattern matches the whole of `name`.
     pub fn matches(&self, name: &str) -> bool {
-        self.globs.iter().any(|g| glob(g.as_bytes(), name.as_bytes()))
+        self.globs
+            .iter()
+            .any(|g| glob(g.as_bytes(), name.as_bytes()))
     }
 
     /// Whether the list is empty.

@@ -109,7 +109,10 @@ mod tests {
         let t0 = Instant::now();
         assert_eq!(rates.observe("eth0", t0, &[100, 5]), &[None, None]);
         let t1 = t0 + Duration::from_secs(2);
-        assert_eq!(rates.observe("eth0", t1, &[300, 5]), &[Some(100.0), Some(0.0)]);
+        assert_eq!(
+            rates.observe("eth0", t1, &[300, 5]),
+            &[Some(100.0), Some(0.0)]
+        );
     }
 
     #[test]

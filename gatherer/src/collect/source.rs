@@ -16,10 +16,11 @@ pub fn read_into(path: &Path, buf: &mut String) -> Result<(), CollectError> {
     buf.clear();
     let mut bytes = Vec::new();
     let mut file = std::fs::File::open(path).map_err(|e| open_error(path, e))?;
-    file.read_to_end(&mut bytes).map_err(|source| CollectError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    file.read_to_end(&mut bytes)
+        .map_err(|source| CollectError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
     match String::from_utf8(bytes) {
         Ok(s) => *buf = s,
         Err(e) => buf.push_str(&String::from_utf8_lossy(e.as_bytes())),

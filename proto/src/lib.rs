@@ -1,0 +1,32 @@
+//! hostpulse's wire contract and row model.
+//!
+//! # Layout
+//!
+//! - [`row`]: the row model (`table`, `ts`, `tags`, `fields`) every part of
+//!   hostpulse speaks: collectors produce it, the wire carries it, sinks store it.
+//! - [`json`]: rows as JSON lines (serverless output, the reporter's JSON sink).
+//! - [`pb`]: the generated protobuf messages and the `Ingest`/`Admin` gRPC
+//!   clients and servers (`hostpulse/v1/hostpulse.proto` documents every
+//!   message and field).
+//! - [`codec`]: rows to compact [`pb::Batch`]es and back: series dictionaries,
+//!   delta-coded ids and timestamps, integer-coded floats.
+//! - [`FILE_DESCRIPTOR_SET`]: the compiled .proto, for server reflection.
+
+#![forbid(unsafe_code)]
+
+pub mod codec;
+pub mod json;
+pub mod row;
+
+/// Generated code for package `hostpulse.v1`.
+#[allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic)]
+pub mod pb {
+    tonic::include_proto!("hostpulse.v1");
+}
+
+/// The encoded `FileDescriptorSet` of hostpulse.proto (with comments).
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/hostpulse_descriptor.bin"));
+
+/// The protocol version defined by this crate's .proto.
+pub const PROTOCOL_VERSION: u32 = 1;
