@@ -136,9 +136,9 @@ mod tests {
     #[test]
     fn floats_keep_three_decimals() {
         let mut row = Row::new("cpu", 1);
-        row.float("a", 3.14159);
+        row.float("a", 12.34567);
         row.float("b", 1e17);
-        assert_eq!(row.field("a"), Some(Value::Float(3.142)));
+        assert_eq!(row.field("a"), Some(Value::Float(12.346)));
         assert_eq!(row.field("b"), Some(Value::Float(1e17)));
     }
 }

@@ -130,7 +130,7 @@ pub const DEFAULT_DISK_EXCLUDE: &str = "loop*,ram*,fd*,sr*";
 
 /// Filesystem types skipped by default: kernel pseudo filesystems and the
 /// overlay/squashfs layers of containers and snaps.
-pub const DEFAULT_FS_TYPES_EXCLUDE: &str = "autofs,binfmt_misc,bpf,cgroup,cgroup2,configfs,debugfs,devpts,devtmpfs,efivarfs,fusectl,fuse.lxcfs,fuse.gvfsd-fuse,fuse.portal,hugetlbfs,mqueue,nsfs,overlay,proc,procfs,pstore,ramfs,rpc_pipefs,securityfs,selinuxfs,squashfs,sysfs,tracefs,nfsd";
+pub const DEFAULT_FS_TYPES_EXCLUDE: &str = "autofs,binfmt_misc,bpf,cgroup,cgroup2,configfs,debugfs,devpts,devtmpfs,efivarfs,erofs,fusectl,fuse.lxcfs,fuse.gvfsd-fuse,fuse.portal,hugetlbfs,mqueue,nsfs,overlay,proc,procfs,pstore,ramfs,rpc_pipefs,securityfs,selinuxfs,squashfs,sysfs,tracefs,nfsd";
 
 /// Mount points skipped by default: kernel trees and container runtimes' internals.
 pub const DEFAULT_MOUNTPOINTS_EXCLUDE: &str = "/proc,/proc/*,/sys,/sys/*,/dev,/dev/*,/run/credentials/*,/run/containerd/*,/run/netns/*,/run/docker/*,/var/lib/docker/*,/var/lib/containers/*,/var/lib/kubelet/*,/snap/*";
@@ -338,7 +338,19 @@ impl Collectors {
         let mut failed = 0;
         for slot in self.slots.iter_mut().filter(|s| !s.disabled) {
             let family = slot.collector.family();
-            match slot.collector.collect(cycle, out) {
+            let before = out.len();
+            let result = slot.collector.collect(cycle, out);
+            // A row without fields (an interface whose every attribute was
+            // unreadable) has nothing to store; line protocol cannot carry it.
+            let mut i = before;
+            while i < out.len() {
+                if out[i].fields.is_empty() {
+                    out.remove(i);
+                } else {
+                    i += 1;
+                }
+            }
+            match result {
                 Ok(()) => {
                     if slot.failing {
                         tracing::info!(%family, "collection recovered");

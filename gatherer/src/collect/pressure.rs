@@ -285,7 +285,7 @@ mod tests {
             .map(|r| r.tag_value("resource").unwrap())
             .collect();
         assert_eq!(names, ["cpu", "memory", "io"]);
-        assert_eq!(f(&out[0], "some_stall_seconds_total"), Some(6.257374));
+        assert_eq!(f(&out[0], "some_stall_seconds_total"), Some(6.257));
         assert_eq!(f(&out[0], "full_stall_seconds_total"), Some(0.0));
         assert_eq!(f(&out[2], "full_avg300_percent"), Some(0.35));
     }
@@ -332,7 +332,7 @@ mod tests {
         let cpu = &out[0];
         assert_eq!(cpu.table, "pressure");
         assert_eq!(f(cpu, "some_avg10_percent"), Some(2.5));
-        assert_eq!(f(cpu, "some_stall_seconds_total"), Some(123.456789));
+        assert_eq!(f(cpu, "some_stall_seconds_total"), Some(123.457));
         assert_eq!(f(cpu, "full_avg10_percent"), None);
         assert_eq!(f(cpu, "some_stall_seconds_per_second"), None);
         let irq = &out[3];

@@ -13,18 +13,20 @@ use super::error::CollectError;
 /// Reads `path` into `buf` (cleared first). A missing file is
 /// [`CollectError::Unavailable`], any other failure [`CollectError::Read`].
 pub fn read_into(path: &Path, buf: &mut String) -> Result<(), CollectError> {
-    buf.clear();
-    let mut bytes = Vec::new();
+    // Read into the String's own allocation, so a collector's buffer really is
+    // reused from cycle to cycle.
+    let mut bytes = std::mem::take(buf).into_bytes();
+    bytes.clear();
     let mut file = std::fs::File::open(path).map_err(|e| open_error(path, e))?;
     file.read_to_end(&mut bytes)
         .map_err(|source| CollectError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-    match String::from_utf8(bytes) {
-        Ok(s) => *buf = s,
-        Err(e) => buf.push_str(&String::from_utf8_lossy(e.as_bytes())),
-    }
+    *buf = match String::from_utf8(bytes) {
+        Ok(s) => s,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    };
     Ok(())
 }
 

@@ -3,6 +3,7 @@ use proptest::prelude::*;
 use super::*;
 
 type Flat = Vec<(String, i64, Vec<(String, String)>, Vec<(String, Value)>)>;
+type Sample = (String, i64, Vec<(String, String)>, String, Value);
 
 fn row(
     table: &'static str,
@@ -75,7 +76,7 @@ fn flat_decoded(b: &DecodedBatch) -> Flat {
 }
 
 /// One entry per sample: adjacent rows of one key and ts merge on decode.
-fn samples(flat: Flat) -> Vec<(String, i64, Vec<(String, String)>, String, Value)> {
+fn samples(flat: Flat) -> Vec<Sample> {
     flat.into_iter()
         .flat_map(|(t, ts, tags, f)| {
             f.into_iter()
