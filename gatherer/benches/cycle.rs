@@ -7,6 +7,8 @@
 //! - `cycle/fixture`: the same against the captured fixture tree, so results
 //!   compare across machines.
 //! - `encode/json`: encoding alone.
+//! - `family/<name>`: each family alone against this host, to see where a
+//!   cycle's time goes.
 
 // criterion_group! generates an undocumented pub fn.
 #![allow(missing_docs)]
@@ -15,7 +17,7 @@ use std::hint::black_box;
 use std::path::Path;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use gatherer::collect::{Collectors, Family, Settings};
+use gatherer::collect::{Collectors, Cycle, Family, Settings};
 use gatherer::json::{self, Context};
 use gatherer::roots::Roots;
 use gatherer::run::collect_cycle;
@@ -66,5 +68,21 @@ fn bench_cycle(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench_cycle);
+fn bench_families(c: &mut Criterion) {
+    let settings = Settings::default();
+    for family in Family::ALL {
+        let mut collector = family.collector(&settings);
+        let mut rows = Vec::new();
+        let _ = collector.collect(&Cycle::now(), &mut rows);
+        c.bench_function(&format!("family/{family}"), |b| {
+            b.iter(|| {
+                rows.clear();
+                let _ = collector.collect(&Cycle::now(), &mut rows);
+                black_box(rows.len())
+            })
+        });
+    }
+}
+
+criterion_group!(benches, bench_cycle, bench_families);
 criterion_main!(benches);

@@ -33,19 +33,21 @@
 //! Byte products saturate at `u64::MAX` instead of wrapping.
 
 pub mod statfs;
+pub mod watch;
 
 use std::borrow::Cow;
 use std::collections::HashSet;
 use std::io::ErrorKind;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::error::{CollectError, ParseError, parse_u64};
 use super::patterns::Patterns;
-use super::{Collector, Cycle, Family, Settings, source};
+use super::{Collector, Cycle, Family, Settings};
 use crate::roots::Roots;
 use crate::row::Row;
 use statfs::{FsStats, Outcome, StatFn, Statter};
+use watch::MountWatch;
 
 /// One line of mountinfo, paths decoded, borrowing from the text where no
 /// escape had to be decoded.
@@ -210,14 +212,49 @@ pub struct Filesystem {
     fs_types_exclude: Patterns,
     mountpoints_exclude: Patterns,
     statter: Statter,
+    /// Call `statvfs` directly for [`LOCAL_FS_TYPES`] (false in tests that
+    /// inject a blocking stat function, so every call goes through the worker).
+    inline_local: bool,
+    watch: Option<MountWatch>,
     buf: String,
 }
+
+/// Filesystem types whose `statvfs` answers from memory and cannot hang on a
+/// remote peer: called inline, saving a thread handoff per mount. Every
+/// other type (NFS, CIFS, FUSE, Ceph, 9p, ...) goes through the timed worker.
+pub const LOCAL_FS_TYPES: &[&str] = &[
+    "ext2",
+    "ext3",
+    "ext4",
+    "xfs",
+    "btrfs",
+    "zfs",
+    "bcachefs",
+    "f2fs",
+    "jfs",
+    "reiserfs",
+    "vfat",
+    "exfat",
+    "ntfs",
+    "ntfs3",
+    "hfsplus",
+    "udf",
+    "iso9660",
+    "squashfs",
+    "erofs",
+    "tmpfs",
+    "ramfs",
+    "devtmpfs",
+    "hugetlbfs",
+];
 
 impl Filesystem {
     /// A collector reading mountinfo under the configured procfs and calling
     /// `statvfs` under the configured root.
     pub fn new(settings: &Settings) -> Self {
-        Self::with_stat(settings, Arc::new(statfs::statvfs))
+        let mut fs = Self::with_stat(settings, Arc::new(statfs::statvfs));
+        fs.inline_local = true;
+        fs
     }
 
     /// As [`Filesystem::new`], with another stat function (tests).
@@ -230,17 +267,22 @@ impl Filesystem {
             fs_types_exclude: settings.fs_types_exclude.clone(),
             mountpoints_exclude: settings.mountpoints_exclude.clone(),
             statter: Statter::new(stat, settings.statfs_timeout),
+            inline_local: false,
+            watch: None,
             buf: String::new(),
         }
     }
 
-    /// Reads init's mountinfo, or our own when init's cannot be read (then
-    /// for good: the cause, a missing or forbidden file, does not go away).
-    fn read_mountinfo(&mut self) -> Result<PathBuf, CollectError> {
-        if !self.use_self {
-            match source::read_into(&self.init_mountinfo, &mut self.buf) {
-                Ok(()) => return Ok(self.init_mountinfo.clone()),
-                Err(error) => {
+    /// Brings `buf` up to date with init's mountinfo, or with our own when
+    /// init's cannot be opened (then for good: the cause, a missing or
+    /// forbidden file, does not go away). The file stays open and is re-read
+    /// only when the mount table changed (see [`watch`]).
+    fn read_mountinfo(&mut self, now: std::time::Instant) -> Result<PathBuf, CollectError> {
+        if self.watch.is_none() {
+            match MountWatch::open(&self.init_mountinfo) {
+                Ok(w) if !self.use_self => self.watch = Some(w),
+                Ok(_) => {}
+                Err(error) if !self.use_self => {
                     tracing::info!(
                         %error,
                         fallback = %self.self_mountinfo.display(),
@@ -248,10 +290,43 @@ impl Filesystem {
                     );
                     self.use_self = true;
                 }
+                Err(_) => {}
+            }
+            if self.use_self {
+                let w = MountWatch::open(&self.self_mountinfo)
+                    .map_err(|e| io_error(&self.self_mountinfo, e))?;
+                self.watch = Some(w);
             }
         }
-        source::read_into(&self.self_mountinfo, &mut self.buf)?;
-        Ok(self.self_mountinfo.clone())
+        let path = if self.use_self {
+            self.self_mountinfo.clone()
+        } else {
+            self.init_mountinfo.clone()
+        };
+        let Some(watch) = self.watch.as_mut() else {
+            return Err(CollectError::Unavailable { path });
+        };
+        if watch.stale(now) {
+            if let Err(e) = watch.read(now, &mut self.buf) {
+                // Reopen next cycle rather than trust a broken handle.
+                self.watch = None;
+                return Err(io_error(&path, e));
+            }
+        }
+        Ok(path)
+    }
+}
+
+fn io_error(path: &Path, source: std::io::Error) -> CollectError {
+    if source.kind() == ErrorKind::NotFound {
+        CollectError::Unavailable {
+            path: path.to_path_buf(),
+        }
+    } else {
+        CollectError::Read {
+            path: path.to_path_buf(),
+            source,
+        }
     }
 }
 
@@ -261,7 +336,7 @@ impl Collector for Filesystem {
     }
 
     fn collect(&mut self, cycle: &Cycle, out: &mut Vec<Row>) -> Result<(), CollectError> {
-        let path = self.read_mountinfo()?;
+        let path = self.read_mountinfo(cycle.at)?;
         let text = std::mem::take(&mut self.buf);
         let result = parse_mountinfo(&text)
             .map_err(|source| CollectError::Parse { path, source })
@@ -280,10 +355,9 @@ impl Filesystem {
             {
                 continue;
             }
-            let stats = match self
-                .statter
-                .stat(&m.mount_point, self.roots.root(m.mount_point.as_ref()))
-            {
+            let may_hang = !(self.inline_local && LOCAL_FS_TYPES.contains(&m.fstype.as_ref()));
+            let path = self.roots.root(m.mount_point.as_ref());
+            let stats = match self.statter.stat(&m.mount_point, path, may_hang) {
                 Outcome::Done(Ok(s)) => s,
                 Outcome::Done(Err(e)) => {
                     if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) {
@@ -618,7 +692,7 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn never_panics_on_random_bytes(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
-            let text = source::lossy(&bytes);
+            let text = crate::collect::source::lossy(&bytes);
             let _ = parse_mountinfo(&text);
             let _ = unescape(&text);
         }

@@ -124,10 +124,15 @@ impl Statter {
         self.stuck.iter().any(|c| c.mount_point == mount_point)
     }
 
-    /// Stats `path` (the host's `mount_point` under the root filesystem).
-    pub fn stat(&mut self, mount_point: &str, path: PathBuf) -> Outcome {
+    /// Stats `path` (the host's `mount_point` under the root filesystem):
+    /// through the worker with a timeout when the call `may_hang`, directly
+    /// on this thread otherwise.
+    pub fn stat(&mut self, mount_point: &str, path: PathBuf, may_hang: bool) -> Outcome {
         if self.is_stuck(mount_point) {
             return Outcome::Stuck;
+        }
+        if !may_hang {
+            return Outcome::Done((self.stat)(&path));
         }
         let worker = match self.send(path) {
             Ok(w) => w,
@@ -259,17 +264,23 @@ mod tests {
         let (stat, release, calls) = blocking_stat();
         let mut s = Statter::new(stat, Duration::from_millis(200));
         s.begin_cycle();
-        assert!(done(&s.stat("/", "/".into())));
-        assert!(matches!(s.stat("/hung", "/hung".into()), Outcome::TimedOut));
+        assert!(done(&s.stat("/", "/".into(), true)));
+        assert!(matches!(
+            s.stat("/hung", "/hung".into(), true),
+            Outcome::TimedOut
+        ));
         assert!(s.is_stuck("/hung"));
         // A fresh worker serves the other mounts.
-        assert!(done(&s.stat("/home", "/home".into())));
+        assert!(done(&s.stat("/home", "/home".into(), true)));
         assert_eq!(calls.load(Ordering::SeqCst), 3);
 
         // Later cycles skip the stuck mount without calling stat at all.
         s.begin_cycle();
-        assert!(matches!(s.stat("/hung", "/hung".into()), Outcome::Stuck));
-        assert!(done(&s.stat("/", "/".into())));
+        assert!(matches!(
+            s.stat("/hung", "/hung".into(), true),
+            Outcome::Stuck
+        ));
+        assert!(done(&s.stat("/", "/".into(), true)));
         assert_eq!(calls.load(Ordering::SeqCst), 4);
 
         // The blocked call returns: the mount point is measured again.
@@ -278,7 +289,7 @@ mod tests {
         s.begin_cycle();
         assert!(!s.is_stuck("/hung"));
         release.send(()).unwrap();
-        assert!(done(&s.stat("/hung", "/hung".into())));
+        assert!(done(&s.stat("/hung", "/hung".into(), true)));
     }
 
     #[test]
@@ -288,12 +299,12 @@ mod tests {
         let mut s = Statter::new(stat, timeout);
         s.begin_cycle();
         assert!(matches!(
-            s.stat("/hung/a", "/hung/a".into()),
+            s.stat("/hung/a", "/hung/a".into(), true),
             Outcome::TimedOut
         ));
         let started = Instant::now();
         assert!(matches!(
-            s.stat("/hung/b", "/hung/b".into()),
+            s.stat("/hung/b", "/hung/b".into(), true),
             Outcome::TimedOut
         ));
         assert!(started.elapsed() < timeout);
@@ -311,7 +322,7 @@ mod tests {
         let stat: StatFn = Arc::new(|_: &Path| Err(io::Error::from(io::ErrorKind::NotFound)));
         let mut s = Statter::new(stat, Duration::from_secs(5));
         s.begin_cycle();
-        let Outcome::Done(Err(e)) = s.stat("/gone", "/gone".into()) else {
+        let Outcome::Done(Err(e)) = s.stat("/gone", "/gone".into(), true) else {
             panic!("expected an error");
         };
         assert_eq!(e.kind(), io::ErrorKind::NotFound);
@@ -328,10 +339,13 @@ mod tests {
         let mut s = Statter::new(stat, Duration::from_secs(5));
         s.begin_cycle();
         assert!(matches!(
-            s.stat("/boom", "/boom".into()),
+            s.stat("/boom", "/boom".into(), true),
             Outcome::Done(Err(_))
         ));
-        assert!(matches!(s.stat("/", "/".into()), Outcome::Done(Ok(_))));
+        assert!(matches!(
+            s.stat("/", "/".into(), true),
+            Outcome::Done(Ok(_))
+        ));
     }
 
     #[test]
@@ -339,5 +353,28 @@ mod tests {
         let st = statvfs(Path::new("/")).unwrap();
         assert!(st.block_size > 0);
         assert!(statvfs(Path::new("/nonexistent-hostpulse")).is_err());
+    }
+
+    #[test]
+    fn calls_that_cannot_hang_run_on_the_callers_thread() {
+        let caller = thread::current().id();
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = Arc::clone(&seen);
+        let stat: StatFn = Arc::new(move |_p: &Path| {
+            log.lock().unwrap().push(thread::current().id());
+            Ok(FsStats {
+                blocks: 10,
+                ..FsStats::default()
+            })
+        });
+        let mut s = Statter::new(stat, Duration::from_secs(5));
+        assert!(done(&s.stat("/", "/".into(), false)));
+        assert!(done(&s.stat("/nfs", "/nfs".into(), true)));
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen[0], caller, "a local filesystem is stat'ed inline");
+        assert_ne!(
+            seen[1], caller,
+            "a network filesystem goes through the worker"
+        );
     }
 }
