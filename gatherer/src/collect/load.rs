@@ -2,7 +2,7 @@
 //!
 //! Fields: `load1`, `load5`, `load15` (the kernel's exponentially damped
 //! run-queue averages), `tasks_runnable` (currently runnable scheduling
-//! entities) and `tasks_total` (all threads on the host).
+//! entities) and `tasks` (all threads on the host).
 
 use super::error::{CollectError, ParseError, parse_f64, parse_u64};
 use super::{Collector, Cycle, Family, Settings, source};
@@ -78,7 +78,7 @@ impl Collector for Load {
         row.float("load5", s.load5);
         row.float("load15", s.load15);
         row.int("tasks_runnable", s.runnable);
-        row.int("tasks_total", s.total);
+        row.int("tasks", s.total);
         out.push(row);
         Ok(())
     }

@@ -38,7 +38,7 @@
 //! - `inactive_bytes` (`Inactive`): pages not recently used, reclaimed first.
 //! - `mapped_bytes` (`Mapped`): files mapped into processes (libraries, mmap).
 //! - `page_tables_bytes` (`PageTables`): memory holding page tables.
-//! - `hugepages_total` (`HugePages_Total`): count of the default-size huge
+//! - `hugepages` (`HugePages_Total`): count of the default-size huge
 //!   pages in the pool (absent on kernels without `CONFIG_HUGETLBFS`).
 //! - `hugepages_free` (`HugePages_Free`): count of pool pages not allocated.
 //! - `hugepages_reserved` (`HugePages_Rsvd`): count of pages reserved for
@@ -87,7 +87,7 @@ const FIELDS: [(&str, &str, Unit); 23] = [
     ("Inactive", "inactive_bytes", Unit::Kb),
     ("Mapped", "mapped_bytes", Unit::Kb),
     ("PageTables", "page_tables_bytes", Unit::Kb),
-    ("HugePages_Total", "hugepages_total", Unit::Count),
+    ("HugePages_Total", "hugepages", Unit::Count),
     ("HugePages_Free", "hugepages_free", Unit::Count),
     ("HugePages_Rsvd", "hugepages_reserved", Unit::Count),
     ("HugePages_Surp", "hugepages_surplus", Unit::Count),
@@ -298,7 +298,7 @@ mod tests {
         assert_eq!(s.used_bytes(), (24_684_096 - 24_361_284) * 1024);
         assert_eq!(s.get("shared_bytes"), Some(8788 * 1024));
         assert_eq!(s.get("committed_bytes"), Some(47_284 * 1024));
-        assert_eq!(s.get("hugepages_total"), Some(0));
+        assert_eq!(s.get("hugepages"), Some(0));
         assert_eq!(s.get("hugepage_size_bytes"), Some(2048 * 1024));
         assert_eq!(s.get("hugetlb_bytes"), Some(0));
     }
@@ -334,10 +334,10 @@ mod tests {
         assert!(s.available_estimated);
         assert_eq!(s.available_bytes, 310 * 1024);
         assert_eq!(s.get("shared_bytes"), None);
-        assert_eq!(s.get("hugepages_total"), None);
+        assert_eq!(s.get("hugepages"), None);
         let row = collect("edge-old-kernel");
         assert_eq!(row.field("shared_bytes"), None);
-        assert_eq!(row.field("hugepages_total"), None);
+        assert_eq!(row.field("hugepages"), None);
         assert_eq!(row.field("slab_reclaimable_bytes"), None);
         // MemFree + Buffers + Cached from the fixture, no SReclaimable.
         assert_eq!(
@@ -364,7 +364,7 @@ mod tests {
         assert_eq!(s.used_bytes(), 0);
         let row = collect("edge-huge-counters-a");
         assert_eq!(row.field("total_bytes"), Some(Value::Int(u64::MAX)));
-        assert_eq!(row.field("hugepages_total"), Some(Value::Int(u64::MAX)));
+        assert_eq!(row.field("hugepages"), Some(Value::Int(u64::MAX)));
         assert_eq!(row.field("used_bytes"), Some(Value::Int(0)));
     }
 

@@ -23,10 +23,10 @@
 //! - `used_percent`: `used / (used + available) × 100`, as `df` computes it
 //!   (so a disk whose non-reserved space is full shows 100); absent when the
 //!   denominator is zero.
-//! - `inodes_total`, `inodes_free`, `inodes_used`: inode counts (`f_files`,
+//! - `inodes`, `inodes_free`, `inodes_used`: inode counts (`f_files`,
 //!   `f_ffree`, their difference).
-//! - `inodes_used_percent`: `inodes_used / inodes_total × 100`; absent for
-//!   filesystems without an inode count (`inodes_total` 0: btrfs, vfat, ...).
+//! - `inodes_used_percent`: `inodes_used / inodes × 100`; absent for
+//!   filesystems without an inode count (`inodes` 0: btrfs, vfat, ...).
 //! - `readonly`: 1 when the mount or its superblock is mounted read-only (an
 //!   `ro` option in mountinfo), else 0.
 //!
@@ -178,7 +178,7 @@ pub struct Usage {
     pub inodes_free: u64,
     /// `inodes_total - inodes_free`.
     pub inodes_used: u64,
-    /// `inodes_used / inodes_total × 100`, when there are inodes.
+    /// `inodes_used / inodes × 100`, when there are inodes.
     pub inodes_used_percent: Option<f64>,
 }
 
@@ -379,7 +379,7 @@ impl Filesystem {
             row.int("available_bytes", u.available);
             row.int("used_bytes", u.used);
             row.float_opt("used_percent", u.used_percent);
-            row.int("inodes_total", u.inodes_total);
+            row.int("inodes", u.inodes_total);
             row.int("inodes_free", u.inodes_free);
             row.int("inodes_used", u.inodes_used);
             row.float_opt("inodes_used_percent", u.inodes_used_percent);
@@ -558,7 +558,7 @@ mod tests {
         for row in &out {
             assert_eq!(row.table, "filesystem");
             assert!(row.field("size_bytes").is_some());
-            assert!(row.field("inodes_total").is_some());
+            assert!(row.field("inodes").is_some());
         }
         let cdrom = out
             .iter()
