@@ -10,12 +10,16 @@
 //!   message and field).
 //! - [`codec`]: rows to compact [`pb::Batch`]es and back: series dictionaries,
 //!   delta-coded ids and timestamps, integer-coded floats.
+//! - [`patterns`]: comma-separated glob lists (device and mount excludes,
+//!   the reporter's per-node configuration rules).
+//! - [`FAMILIES`]: the metric families a gatherer can run.
 //! - [`FILE_DESCRIPTOR_SET`]: the compiled .proto, for server reflection.
 
 #![forbid(unsafe_code)]
 
 pub mod codec;
 pub mod json;
+pub mod patterns;
 pub mod row;
 
 /// Generated code for package `hostpulse.v1`.
@@ -30,3 +34,23 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 
 /// The protocol version defined by this crate's .proto.
 pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The metric families a gatherer can run (its `--collectors` names, which are
+/// also table names), in output order. The reporter validates pushed
+/// configuration against this list.
+pub const FAMILIES: &[&str] = &[
+    "node_info",
+    "cpu",
+    "load",
+    "memory",
+    "swap",
+    "vmstat",
+    "network",
+    "netstat",
+    "disk",
+    "filesystem",
+    "pressure",
+    "processes",
+    "system",
+    "hwmon",
+];

@@ -33,7 +33,7 @@ use crate::roots::Roots;
 use crate::row::Row;
 
 pub mod error;
-pub mod patterns;
+pub use hostpulse_proto::patterns;
 pub mod rates;
 pub mod source;
 
@@ -260,6 +260,17 @@ impl Family {
         out.sort();
         out.dedup();
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wire_contract_lists_exactly_these_families() {
+        let names: Vec<&str> = Family::ALL.iter().map(|f| f.name()).collect();
+        assert_eq!(names, hostpulse_proto::FAMILIES);
     }
 }
 

@@ -1,0 +1,76 @@
+//! The reporter's command line; every flag has an `HOSTPULSE_*` variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// hostpulse reporter: accepts gatherer streams over gRPC, stores every batch
+/// before acknowledging it, pushes configuration to gatherers.
+#[derive(Debug, Parser)]
+#[command(name = "reporter", version, max_term_width = 100)]
+pub struct Args {
+    /// Address to serve gRPC on (Ingest, Admin, health, reflection).
+    #[arg(long, env = "HOSTPULSE_LISTEN", default_value = "0.0.0.0:8675")]
+    pub listen: SocketAddr,
+
+    /// Where accepted rows go: stdout, file:PATH (JSON lines, fsync'ed before
+    /// acknowledging), or null (discard; benchmarks).
+    #[arg(long, env = "HOSTPULSE_SINK", default_value = "stdout")]
+    pub sink: String,
+
+    /// The gatherers' configuration file (TOML), re-read on SIGHUP and pushed
+    /// to connected gatherers [default: none; gatherers keep their own settings].
+    #[arg(long, env = "HOSTPULSE_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// This replica's name in Welcome messages [default: the hostname].
+    #[arg(long, env = "HOSTPULSE_REPORTER_ID")]
+    pub reporter_id: Option<String>,
+
+    /// Maximum concurrent gatherer streams on this replica.
+    #[arg(long, env = "HOSTPULSE_MAX_STREAMS", default_value_t = 10_000)]
+    pub max_streams: usize,
+
+    /// Largest message a gatherer may send, in bytes.
+    #[arg(long, env = "HOSTPULSE_MAX_MESSAGE_BYTES", default_value_t = 4 << 20)]
+    pub max_message_bytes: usize,
+
+    /// Row keys plus series one stream may define.
+    #[arg(
+        long,
+        env = "HOSTPULSE_MAX_SERIES_PER_STREAM",
+        default_value_t = 200_000
+    )]
+    pub max_series_per_stream: usize,
+
+    /// A stream silent this long is ended (must exceed the gatherers' interval).
+    #[arg(long, env = "HOSTPULSE_IDLE_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// Streams and connections are recycled after about this age (each stream
+    /// at a random 85-100% of it), so gatherers spread across replicas.
+    #[arg(long, env = "HOSTPULSE_MAX_CONNECTION_AGE", default_value = "15m", value_parser = parse_duration)]
+    pub max_connection_age: Duration,
+
+    /// Grace period for requests on a connection past its age.
+    #[arg(long, env = "HOSTPULSE_MAX_CONNECTION_AGE_GRACE", default_value = "30s", value_parser = parse_duration)]
+    pub max_connection_age_grace: Duration,
+
+    /// How long to wait for streams to end on SIGTERM before exiting anyway.
+    #[arg(long, env = "HOSTPULSE_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+
+    /// Log level on stderr: error, warn, info, debug, trace.
+    #[arg(long, env = "HOSTPULSE_LOG_LEVEL", default_value = "info")]
+    pub log_level: tracing::Level,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 30s, 15m)"))?;
+    if d.is_zero() {
+        return Err("must be above zero".into());
+    }
+    Ok(d)
+}

@@ -1,0 +1,27 @@
+//! hostpulse reporter: the server side of the stream.
+//!
+//! # Layout
+//!
+//! - [`server`]: assembles the gRPC server (services, health, reflection,
+//!   keepalive, connection age, [`limits`]).
+//! - [`ingest`]: one gatherer's stream from Hello to its end: sequence checks,
+//!   decoding ([`hostpulse_proto::codec`]), the sink, acknowledgements,
+//!   configuration pushes.
+//! - [`sink`]: where accepted batches go; an acknowledgement is sent only once
+//!   the sink has made the batch durable.
+//! - [`admin`]: ListNodes, Tail, GetConfig; [`registry`] holds the connected
+//!   streams and [`tail`] the live rows.
+//! - [`config`]: the gatherers' configuration file, reloaded on SIGHUP.
+//! - [`cli`]: the command line.
+
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod cli;
+pub mod config;
+pub mod ingest;
+pub mod limits;
+pub mod registry;
+pub mod server;
+pub mod sink;
+pub mod tail;

@@ -1,0 +1,154 @@
+//! The `reporter` binary.
+
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use reporter::cli::Args;
+use reporter::config::ConfigStore;
+use reporter::ingest::{Shared, StreamLimits};
+use reporter::registry::Registry;
+use reporter::server::{self, ServerOptions};
+use reporter::tail::Tail;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_max_level(args.log_level)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(args))
+}
+
+async fn run(args: Args) -> ExitCode {
+    let config = match ConfigStore::open(args.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let sink = match reporter::sink::from_spec(&args.sink) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: --sink: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(args.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: cannot listen on {}: {e}", args.listen);
+            return ExitCode::FAILURE;
+        }
+    };
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let reporter_id = args.reporter_id.clone().unwrap_or_else(hostname);
+    let shared = Arc::new(Shared {
+        sink,
+        registry: Registry::default(),
+        tail: Tail::default(),
+        config: config.subscribe(),
+        shutdown: shutdown_rx,
+        reporter_id: reporter_id.clone(),
+        limits: StreamLimits {
+            hello_timeout: Duration::from_secs(30),
+            max_definitions: args.max_series_per_stream,
+            max_age: args.max_connection_age,
+        },
+    });
+    let options = ServerOptions {
+        max_streams: args.max_streams,
+        max_message_bytes: args.max_message_bytes,
+        idle_timeout: args.idle_timeout,
+        // Streams end themselves at 85-100% of the age; the transport's own
+        // age is the backstop for everything else (Tail streams, idle connections).
+        max_connection_age: args.max_connection_age,
+        max_connection_age_grace: args.max_connection_age_grace,
+        keepalive_interval: Duration::from_secs(10),
+        keepalive_timeout: Duration::from_secs(10),
+    };
+    let local = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    tracing::info!(
+        listen = %local, sink = shared.sink.name(), reporter_id = %reporter_id,
+        config = ?args.config, generation = config.current().generation, "reporter serving"
+    );
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let signals = tokio::spawn(handle_signals(config, stop_tx));
+    let shutdown_timeout = args.shutdown_timeout;
+    let shutdown = async move {
+        let _ = stop_rx.await;
+        tracing::info!("shutting down: ending streams after their current batch");
+        let _ = shutdown_tx.send(true);
+    };
+    let served = server::serve(shared, options, listener, shutdown);
+    tokio::pin!(served);
+    let result = tokio::select! {
+        r = &mut served => r,
+    };
+    signals.abort();
+    let _ = shutdown_timeout;
+    match result {
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "server failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// SIGHUP reloads the configuration; SIGINT or SIGTERM stops the server.
+async fn handle_signals(config: ConfigStore, stop: tokio::sync::oneshot::Sender<()>) {
+    let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::hangup()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = hup.recv() => match config.reload() {
+                Ok(Some(generation)) => tracing::info!(generation, "configuration reloaded; pushing to gatherers"),
+                Ok(None) => tracing::info!("configuration reloaded; nothing changed"),
+                Err(e) => tracing::error!(error = %e, "configuration NOT reloaded; the previous one stays in force"),
+            },
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    let _ = stop.send(());
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "reporter".to_string())
+}

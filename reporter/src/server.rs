@@ -1,0 +1,95 @@
+//! Assembles the gRPC server: Ingest and Admin, health, reflection (v1 and
+//! v1alpha, since grpcurl 1.8 speaks only v1alpha), gzip both ways, HTTP/2
+//! keepalive, connection age, and the Ingest limits layer.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hostpulse_proto::pb::admin_server::AdminServer;
+use hostpulse_proto::pb::ingest_server::IngestServer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::codec::CompressionEncoding;
+use tonic::transport::Server;
+
+use crate::admin::AdminService;
+use crate::ingest::{IngestService, Shared};
+use crate::limits::IngestLimitsLayer;
+
+/// Server settings.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Maximum concurrent Ingest streams.
+    pub max_streams: usize,
+    /// Largest inbound message, in bytes (on the wire and decompressed).
+    pub max_message_bytes: usize,
+    /// A stream silent for this long is ended.
+    pub idle_timeout: Duration,
+    /// Connections are closed (GOAWAY) after this age...
+    pub max_connection_age: Duration,
+    /// ...leaving their requests this long to finish.
+    pub max_connection_age_grace: Duration,
+    /// HTTP/2 PING interval, to detect dead peers.
+    pub keepalive_interval: Duration,
+    /// How long a PING may go unanswered.
+    pub keepalive_timeout: Duration,
+}
+
+/// Why the server could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Building the reflection service failed (a broken descriptor set).
+    #[error("reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    /// The transport failed.
+    #[error("transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Serves on `listener` until `shutdown` resolves and every stream has ended.
+pub async fn serve(
+    shared: Arc<Shared>,
+    options: ServerOptions,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), ServeError> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<IngestServer<IngestService>>().await;
+    health.set_serving::<AdminServer<AdminService>>().await;
+
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(hostpulse_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
+
+    let ingest = IngestServer::new(IngestService::new(Arc::clone(&shared)))
+        .accept_compressed(CompressionEncoding::Gzip)
+        .send_compressed(CompressionEncoding::Gzip)
+        .max_decoding_message_size(options.max_message_bytes);
+    let admin = AdminServer::new(AdminService::new(Arc::clone(&shared)))
+        .accept_compressed(CompressionEncoding::Gzip)
+        .send_compressed(CompressionEncoding::Gzip);
+
+    let mut builder = Server::builder()
+        .http2_keepalive_interval(Some(options.keepalive_interval))
+        .http2_keepalive_timeout(Some(options.keepalive_timeout))
+        .max_connection_age(options.max_connection_age)
+        .max_connection_age_grace(options.max_connection_age_grace)
+        .layer(IngestLimitsLayer::new(
+            options.max_streams,
+            options.max_message_bytes,
+            options.idle_timeout,
+        ));
+    builder
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(ingest)
+        .add_service(admin)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await?;
+    Ok(())
+}
