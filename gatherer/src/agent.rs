@@ -1,6 +1,7 @@
 //! The gatherer's own health, reported as the `agent` table every cycle.
 //!
-//! Fields: `cycle_seconds` (wall time the last collection took), `rows` (rows
+//! Fields: `cycles_total` (cycles since the process started: a gap in it
+//! downstream is a lost batch), `cycle_seconds` (wall time the last collection took), `rows` (rows
 //! it produced), `families_failed` (families that failed in it),
 //! `families_disabled` (families whose files are missing on this host),
 //! `{family}_errors_total` for every selected family (failed cycles since
@@ -21,6 +22,7 @@ use crate::row::Row;
 /// Builds the `agent` row for a cycle.
 pub fn row(ts: i64, cycle: Duration, rows: usize, failed: usize, collectors: &Collectors) -> Row {
     let mut row = Row::new("agent", ts);
+    row.int("cycles_total", collectors.cycles());
     row.float("cycle_seconds", cycle.as_secs_f64());
     row.int("rows", rows as u64);
     row.int("families_failed", failed as u64);

@@ -29,6 +29,28 @@ pub struct Args {
     #[arg(long, env = "HOSTPULSE_STDOUT")]
     pub stdout: bool,
 
+    /// Stream to these reporters (comma-separated URLs, http:// or https://,
+    /// used in turn; a name resolving to several addresses uses each). Without
+    /// it the gatherer prints JSON lines (serverless mode).
+    #[arg(long, env = "HOSTPULSE_REPORTER", value_delimiter = ',', conflicts_with_all = ["once", "stdout"])]
+    pub reporter: Vec<String>,
+
+    /// Directory where unacknowledged batches are kept on disk (while the
+    /// reporter is unreachable, when memory is full, and across restarts).
+    /// Without it they are kept in memory only.
+    #[arg(long, env = "HOSTPULSE_BUFFER_DIR")]
+    pub buffer_dir: Option<PathBuf>,
+
+    /// Most bytes of unacknowledged batches kept (memory and disk together);
+    /// beyond it the oldest are dropped and counted.
+    #[arg(long, env = "HOSTPULSE_BUFFER_MAX_BYTES", default_value_t = 64 << 20)]
+    pub buffer_max_bytes: u64,
+
+    /// Most bytes of unacknowledged batches kept in memory before they spill
+    /// to --buffer-dir.
+    #[arg(long, env = "HOSTPULSE_BUFFER_MEMORY_BYTES", default_value_t = 4 << 20)]
+    pub buffer_memory_bytes: u64,
+
     /// Time between two collections (humantime: 500ms, 10s, 1m).
     #[arg(long, env = "HOSTPULSE_INTERVAL", default_value = "10s", value_parser = parse_interval)]
     pub interval: Duration,

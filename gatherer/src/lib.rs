@@ -10,9 +10,11 @@
 //! - [`agent`]: the gatherer's own health row (`agent` table).
 //! - [`cli`] and [`run`]: the command line and the serverless loop that ties
 //!   collection to output.
+//! - [`stream`]: streaming mode: the buffer of unacknowledged batches, the
+//!   session with a reporter, backoff and target rotation.
 //!
 //! Data flows one way: `Cycle` → every family's collector → `Vec<Row>` →
-//! encoder → stdout.
+//! JSON lines on stdout, or a batch in the [`stream::buffer::Buffer`] → reporter.
 
 #![forbid(unsafe_code)]
 
@@ -23,3 +25,4 @@ pub mod json;
 pub mod roots;
 pub mod row;
 pub mod run;
+pub mod stream;

@@ -9,6 +9,9 @@ use gatherer::cli::{self, Args};
 use gatherer::collect::{Collectors, node_info};
 use gatherer::json::Context;
 use gatherer::run::{self, Options, Stopped};
+use gatherer::stream::buffer::{Buffer, BufferOptions};
+use gatherer::stream::targets::Target;
+use gatherer::stream::{self, SharedBuffer, StreamOptions};
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -29,6 +32,9 @@ fn main() -> ExitCode {
         .clone()
         .unwrap_or_else(|| node_info::default_node_id(&settings.roots));
     let collectors = Collectors::new(&args.collectors.0, &settings);
+    if !args.reporter.is_empty() {
+        return streaming(args, settings, collectors, node);
+    }
     let options = Options {
         interval: args.interval,
         once: args.once,
@@ -71,6 +77,69 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Streaming mode: to the reporters given with --reporter.
+fn streaming(
+    args: Args,
+    settings: gatherer::collect::Settings,
+    collectors: Collectors,
+    node: String,
+) -> ExitCode {
+    let mut targets = Vec::new();
+    for url in &args.reporter {
+        match Target::parse(url) {
+            Ok(t) => targets.push(t),
+            Err(e) => {
+                eprintln!("error: --reporter: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let buffer = match Buffer::open(BufferOptions {
+        dir: args.buffer_dir.clone(),
+        max_bytes: args.buffer_max_bytes,
+        memory_bytes: args.buffer_memory_bytes,
+    }) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let options = StreamOptions {
+        targets,
+        node_id: node,
+        labels: args.labels.clone(),
+        interval: args.interval,
+        families: args.collectors.0.clone(),
+        cycles: args.cycles,
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        tracing::info!(
+            node = %options.node_id, reporters = %args.reporter.join(","),
+            interval = ?options.interval, buffer_dir = ?args.buffer_dir,
+            "gatherer started in streaming mode"
+        );
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            tracing::info!("stopping on signal");
+            let _ = tx.send(true);
+        });
+        stream::run(collectors, settings, SharedBuffer::new(buffer), options, rx).await;
+    });
+    ExitCode::SUCCESS
 }
 
 /// Resolves on SIGINT or SIGTERM; if the handlers cannot be installed, never

@@ -44,33 +44,33 @@ fn kubernetes_manifests_pass_strict_validation() {
     }
 }
 
-/// Every HOSTPULSE_* variable a deployment file sets is one the binary reads:
+/// Every HOSTPULSE_* variable a deployment file sets is one its binary reads:
 /// a typo would otherwise be ignored silently on every node.
 #[test]
-fn deployment_files_only_set_variables_the_gatherer_reads() {
-    let help = Command::new(binary("gatherer"))
-        .arg("--help")
-        .output()
-        .unwrap();
-    let help = String::from_utf8(help.stdout).unwrap();
+fn deployment_files_only_set_variables_their_binary_reads() {
     let mut checked = 0;
-    let mut sources = files("k8s", "yaml");
-    sources.extend(files("deploy/docker", "Dockerfile"));
-    for file in sources
-        .iter()
-        .filter(|f| f.to_string_lossy().contains("gatherer"))
-    {
-        let text = std::fs::read_to_string(file).unwrap();
-        for word in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
-            if word.starts_with("HOSTPULSE_") {
-                assert!(
-                    help.contains(&format!("[env: {word}=")),
-                    "{} sets {word}, which gatherer --help does not list",
-                    file.display()
-                );
-                checked += 1;
+    for bin in ["gatherer", "reporter"] {
+        let help = Command::new(binary(bin)).arg("--help").output().unwrap();
+        let help = String::from_utf8(help.stdout).unwrap();
+        let mut sources: Vec<PathBuf> = files("k8s", "yaml");
+        sources.extend(files("deploy/docker", "Dockerfile"));
+        sources.extend(files("deploy/systemd", "service"));
+        for file in sources.iter().filter(|f| {
+            let name = f.file_name().unwrap().to_string_lossy();
+            name.starts_with(bin) || name.contains(&format!("-{bin}"))
+        }) {
+            let text = std::fs::read_to_string(file).unwrap();
+            for word in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                if word.starts_with("HOSTPULSE_") {
+                    assert!(
+                        help.contains(&format!("[env: {word}=")),
+                        "{} sets {word}, which {bin} --help does not list",
+                        file.display()
+                    );
+                    checked += 1;
+                }
             }
         }
     }
-    assert!(checked >= 5, "found only {checked} variables");
+    assert!(checked >= 15, "found only {checked} variables");
 }

@@ -309,6 +309,7 @@ struct Slot {
 /// The selected families, run together once per cycle.
 pub struct Collectors {
     slots: Vec<Slot>,
+    cycles: u64,
 }
 
 /// What one family reported about itself, for the `agent` table.
@@ -331,6 +332,7 @@ impl Collectors {
         let order = |f: &Family| Family::ALL.iter().position(|x| x == f);
         families.sort_by_key(order);
         Collectors {
+            cycles: 0,
             slots: families
                 .into_iter()
                 .map(|f| Slot {
@@ -346,6 +348,7 @@ impl Collectors {
     /// Runs every enabled family once, pushing their rows onto `out`.
     /// Returns how many families failed this cycle.
     pub fn collect(&mut self, cycle: &Cycle, out: &mut Vec<Row>) -> usize {
+        self.cycles += 1;
         let mut failed = 0;
         for slot in self.slots.iter_mut().filter(|s| !s.disabled) {
             let family = slot.collector.family();
@@ -391,6 +394,36 @@ impl Collectors {
             }
         }
         failed
+    }
+
+    /// Cycles run since start.
+    pub fn cycles(&self) -> u64 {
+        self.cycles
+    }
+
+    /// The selected families.
+    pub fn families(&self) -> Vec<Family> {
+        self.slots.iter().map(|s| s.collector.family()).collect()
+    }
+
+    /// Changes the selection: families still selected keep their state (and
+    /// so their rates); new ones start fresh; dropped ones are forgotten.
+    pub fn select(&mut self, families: &[Family], settings: &Settings) {
+        let mut wanted = families.to_vec();
+        wanted.sort_by_key(|f| Family::ALL.iter().position(|x| x == f));
+        wanted.dedup();
+        let mut old: Vec<Slot> = std::mem::take(&mut self.slots);
+        for family in wanted {
+            match old.iter().position(|s| s.collector.family() == family) {
+                Some(i) => self.slots.push(old.swap_remove(i)),
+                None => self.slots.push(Slot {
+                    collector: family.collector(settings),
+                    errors_total: 0,
+                    failing: false,
+                    disabled: false,
+                }),
+            }
+        }
     }
 
     /// The status of every selected family.

@@ -1,0 +1,395 @@
+//! The whole pipeline as an operator runs it: a reporter and gatherers as real
+//! processes on 127.0.0.1, faults made with real signals, inspected with grpcurl.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use e2e::{Daemon, Rows, free_port, grpcurl, sink_rows, wait_for, wait_listening};
+
+fn s(list: &[&str]) -> Vec<String> {
+    list.iter().map(|x| x.to_string()).collect()
+}
+
+fn reporter(port: u16, sink: &Path, dir: &Path, extra: &[&str]) -> Daemon {
+    let mut args = s(&["--listen", &format!("127.0.0.1:{port}"), "--sink"]);
+    args.push(format!("file:{}", sink.display()));
+    args.extend(s(extra));
+    let d = Daemon::start("reporter", &args, dir);
+    wait_listening(port);
+    d
+}
+
+/// A gatherer streaming to `port`; `extra` may override `--collectors`
+/// (default `load`) and `--interval` (default `100ms`).
+fn gatherer(port: u16, node: &str, run: &str, dir: &Path, extra: &[&str]) -> Daemon {
+    let mut args = s(&[
+        "--reporter",
+        &format!("http://127.0.0.1:{port}"),
+        "--node-id",
+        node,
+        "--label",
+        &format!("run={run}"),
+    ]);
+    for (flag, default) in [("--collectors", "load"), ("--interval", "100ms")] {
+        if !extra.contains(&flag) {
+            args.extend(s(&[flag, default]));
+        }
+    }
+    args.extend(s(extra));
+    Daemon::start("gatherer", &args, dir)
+}
+
+/// `cycles_total` of the agent rows of one gatherer run, as a sorted set.
+fn cycles(rows: &Rows, run: &str) -> BTreeSet<u64> {
+    rows.table("agent")
+        .iter()
+        .filter(|r| r["tags"]["run"] == run)
+        .map(|r| r["fields"]["cycles_total"].as_u64().expect("cycles_total"))
+        .collect()
+}
+
+/// Every cycle from 1 to the highest one is present.
+fn assert_contiguous(c: &BTreeSet<u64>, what: &str) {
+    let max = *c.iter().max().unwrap_or(&0);
+    let missing: Vec<u64> = (1..=max).filter(|n| !c.contains(n)).collect();
+    assert!(
+        missing.is_empty(),
+        "{what}: cycles missing from the sink: {missing:?} (of 1..={max})"
+    );
+}
+
+fn list_nodes(port: u16) -> serde_json::Value {
+    let (ok, out, err) = grpcurl(&[
+        "-plaintext",
+        &format!("127.0.0.1:{port}"),
+        "hostpulse.v1.Admin/ListNodes",
+    ]);
+    assert!(ok, "ListNodes: {err}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+#[test]
+fn rows_flow_end_to_end_and_operators_see_the_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = dir.path().join("rows.jsonl");
+    let port = free_port();
+    let _r = reporter(port, &sink, dir.path(), &[]);
+    let g = gatherer(
+        port,
+        "e2e-node",
+        "a",
+        dir.path(),
+        &["--collectors", "load,memory,cpu"],
+    );
+    wait_for(Duration::from_secs(20), "three cycles in the sink", || {
+        cycles(&sink_rows(&sink), "a").len() >= 3
+    });
+
+    let rows = sink_rows(&sink);
+    for table in ["load", "memory", "cpu", "agent"] {
+        assert!(!rows.table(table).is_empty(), "{table} rows arrive");
+    }
+    assert!(
+        rows.0
+            .iter()
+            .all(|r| r["node"] == "e2e-node" && r["tags"]["run"] == "a")
+    );
+    // The same row model as serverless mode: a cpu row has per-mode fields.
+    let total = rows
+        .table("cpu")
+        .into_iter()
+        .find(|r| r["tags"]["cpu"] == "total")
+        .unwrap()
+        .clone();
+    assert!(total["fields"]["idle_seconds_total"].is_number());
+
+    let nodes = list_nodes(port);
+    let node = &nodes["nodes"][0];
+    assert_eq!(node["nodeId"], "e2e-node");
+    assert!(node["peer"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert!(
+        node["lastAckedSequence"]
+            .as_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            >= 3
+    );
+    assert!(node["samplesPerSecond"].as_f64().unwrap() > 0.0);
+    assert_eq!(node["agentVersion"], env!("CARGO_PKG_VERSION"));
+    assert!(g.stop().success());
+}
+
+#[test]
+fn grpcurl_lists_describes_and_checks_health() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _r = reporter(port, &dir.path().join("rows.jsonl"), dir.path(), &[]);
+    let addr = format!("127.0.0.1:{port}");
+    let (ok, out, err) = grpcurl(&["-plaintext", &addr, "list"]);
+    assert!(ok, "{err}");
+    for service in [
+        "hostpulse.v1.Ingest",
+        "hostpulse.v1.Admin",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(out.lines().any(|l| l == service), "{service} listed: {out}");
+    }
+    let (ok, out, err) = grpcurl(&["-plaintext", &addr, "describe", "hostpulse.v1.Hello"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("The protocol version the gatherer speaks"),
+        "comments travel: {out}"
+    );
+    let (ok, out, _) = grpcurl(&["-plaintext", &addr, "grpc.health.v1.Health/Check"]);
+    assert!(ok && out.contains("SERVING"), "{out}");
+    let (ok, out, _) = grpcurl(&[
+        "-plaintext",
+        "-d",
+        r#"{"service":"hostpulse.v1.Ingest"}"#,
+        &addr,
+        "grpc.health.v1.Health/Check",
+    ]);
+    assert!(ok && out.contains("SERVING"), "{out}");
+    let (ok, out, _) = grpcurl(&["-plaintext", &addr, "hostpulse.v1.Admin/GetConfig"]);
+    assert!(ok, "{out}");
+}
+
+#[test]
+fn a_reporter_killed_for_seconds_loses_no_sample() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = dir.path().join("rows.jsonl");
+    let buffer = dir.path().join("buffer");
+    let port = free_port();
+    let r = reporter(port, &sink, dir.path(), &[]);
+    let g = gatherer(
+        port,
+        "n1",
+        "a",
+        dir.path(),
+        &["--buffer-dir", buffer.to_str().unwrap()],
+    );
+    wait_for(Duration::from_secs(20), "cycles before the outage", || {
+        cycles(&sink_rows(&sink), "a").len() >= 5
+    });
+    r.kill9();
+    let before = *cycles(&sink_rows(&sink), "a").iter().max().unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let _r = reporter(port, &sink, dir.path(), &[]);
+    // About 30 cycles were collected during the outage; all must arrive.
+    wait_for(Duration::from_secs(40), "catch-up after the outage", || {
+        cycles(&sink_rows(&sink), "a")
+            .iter()
+            .max()
+            .copied()
+            .unwrap_or(0)
+            >= before + 40
+    });
+    assert!(g.stop().success());
+    let got = cycles(&sink_rows(&sink), "a");
+    assert_contiguous(&got, "after a reporter kill -9");
+}
+
+#[test]
+fn a_gatherer_restarted_during_an_outage_replays_its_disk_buffer() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = dir.path().join("rows.jsonl");
+    let buffer = dir.path().join("buffer");
+    let port = free_port();
+    let r = reporter(port, &sink, dir.path(), &[]);
+    let buf = buffer.to_str().unwrap();
+    let g1 = gatherer(port, "n1", "first", dir.path(), &["--buffer-dir", buf]);
+    wait_for(Duration::from_secs(20), "first run streaming", || {
+        cycles(&sink_rows(&sink), "first").len() >= 3
+    });
+    r.kill9();
+    let before = *cycles(&sink_rows(&sink), "first").iter().max().unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        g1.stop().success(),
+        "the gatherer stops cleanly while the reporter is down"
+    );
+    let g2 = gatherer(port, "n1", "second", dir.path(), &["--buffer-dir", buf]);
+    std::thread::sleep(Duration::from_millis(500));
+    let _r = reporter(port, &sink, dir.path(), &[]);
+    wait_for(Duration::from_secs(40), "the second run streaming", || {
+        cycles(&sink_rows(&sink), "second").len() >= 3
+    });
+    assert!(g2.stop().success());
+    let first = cycles(&sink_rows(&sink), "first");
+    assert_contiguous(&first, "the first run, replayed from disk by the second");
+    assert!(
+        *first.iter().max().unwrap() >= before + 10,
+        "cycles the first run collected during the outage arrived (max {:?}, before the outage {before})",
+        first.iter().max()
+    );
+    assert_contiguous(&cycles(&sink_rows(&sink), "second"), "the second run");
+}
+
+#[test]
+fn a_reloaded_configuration_changes_the_interval_without_reconnecting() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = dir.path().join("rows.jsonl");
+    let config = dir.path().join("gatherers.toml");
+    std::fs::write(&config, "interval = \"500ms\"\n").unwrap();
+    let port = free_port();
+    let r = reporter(
+        port,
+        &sink,
+        dir.path(),
+        &["--config", config.to_str().unwrap()],
+    );
+    // The gatherer's own interval is 10 s: the reporter's 500 ms must win.
+    let _g = gatherer(port, "n1", "a", dir.path(), &["--interval", "10s"]);
+    wait_for(
+        Duration::from_secs(20),
+        "cycles at the configured interval",
+        || cycles(&sink_rows(&sink), "a").len() >= 3,
+    );
+    let connected = list_nodes(port)["nodes"][0]["connectedSinceMs"].clone();
+    let (ok, out, _) = grpcurl(&[
+        "-plaintext",
+        &format!("127.0.0.1:{port}"),
+        "hostpulse.v1.Admin/GetConfig",
+    ]);
+    assert!(ok && out.contains("\"intervalMs\": \"500\""), "{out}");
+
+    std::fs::write(
+        &config,
+        "interval = \"100ms\"\ncollectors = [\"load\", \"memory\"]\n",
+    )
+    .unwrap();
+    let reloaded_at = sink_rows(&sink).table("agent").len();
+    r.signal("HUP");
+    wait_for(
+        Duration::from_secs(20),
+        "faster cycles after the reload",
+        || sink_rows(&sink).table("agent").len() >= reloaded_at + 15,
+    );
+    let rows = sink_rows(&sink);
+    let ts: Vec<i64> = rows
+        .table("agent")
+        .iter()
+        .map(|r| r["ts"].as_i64().unwrap())
+        .collect();
+    let mut gaps: Vec<i64> = ts[reloaded_at + 3..]
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .collect();
+    gaps.sort_unstable();
+    let median_ms = gaps[gaps.len() / 2] / 1_000_000;
+    assert!(
+        (80..=200).contains(&median_ms),
+        "interval after the reload: {median_ms} ms"
+    );
+    assert!(
+        !rows.table("memory").is_empty(),
+        "the pushed collector list applies too"
+    );
+    let node = &list_nodes(port)["nodes"][0];
+    assert_eq!(
+        node["connectedSinceMs"], connected,
+        "the same stream: no reconnection"
+    );
+    assert_eq!(node["configGeneration"], "2");
+}
+
+/// Messages sent with grpcurl on one stream, and the status that ends it.
+fn stream_status(port: u16, messages: &[&str], extra: &[&str]) -> String {
+    let addr = format!("127.0.0.1:{port}");
+    let data = messages.join("\n");
+    let mut args = vec!["-plaintext", "-max-msg-sz", "67108864", "-d", data.as_str()];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&[addr.as_str(), "hostpulse.v1.Ingest/Stream"]);
+    let (_, out, err) = grpcurl(&args);
+    format!("{out}{err}")
+}
+
+#[test]
+fn protocol_violations_end_only_their_stream_with_a_precise_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = dir.path().join("rows.jsonl");
+    let port = free_port();
+    let _r = reporter(port, &sink, dir.path(), &["--max-message-bytes", "65536"]);
+    let g = gatherer(port, "healthy", "a", dir.path(), &[]);
+    wait_for(
+        Duration::from_secs(20),
+        "the healthy gatherer streaming",
+        || cycles(&sink_rows(&sink), "a").len() >= 2,
+    );
+
+    let hello = r#"{"hello":{"protocolVersion":1,"nodeId":"bad"}}"#;
+    let cases: Vec<(Vec<String>, &str, &str)> = vec![
+        (
+            vec![r#"{"batch":{"sequence":"1"}}"#.into()],
+            "FailedPrecondition",
+            "before Hello",
+        ),
+        (
+            vec![r#"{"hello":{"protocolVersion":7,"nodeId":"bad"}}"#.into()],
+            "FailedPrecondition",
+            "version 7",
+        ),
+        (
+            vec![hello.into(), hello.into()],
+            "FailedPrecondition",
+            "second Hello",
+        ),
+        (
+            vec![
+                hello.into(),
+                r#"{"batch":{"sequence":"1","groups":[{"seriesDelta":[5],"ints":["1"]}]}}"#.into(),
+            ],
+            "InvalidArgument",
+            "series id 5",
+        ),
+        (
+            vec![
+                hello.into(),
+                r#"{"batch":{"sequence":"5"}}"#.into(),
+                r#"{"batch":{"sequence":"4"}}"#.into(),
+            ],
+            "FailedPrecondition",
+            "backwards",
+        ),
+        (
+            vec![format!(
+                r#"{{"hello":{{"protocolVersion":1,"nodeId":"bad","hostname":"{}"}}}}"#,
+                "x".repeat(100_000)
+            )],
+            "ResourceExhausted",
+            "exceeds",
+        ),
+        (
+            vec![r#"{"hello":{"protocolVersion":1}}"#.into()],
+            "InvalidArgument",
+            "node_id",
+        ),
+    ];
+    for (messages, code, detail) in &cases {
+        let refs: Vec<&str> = messages.iter().map(String::as_str).collect();
+        let text = stream_status(port, &refs, &[]);
+        assert!(
+            text.contains(code) && text.contains(detail),
+            "{code}/{detail}: {}",
+            &text[..text.len().min(400)]
+        );
+    }
+
+    // Garbage bytes where a protobuf message belongs.
+    let status = e2e::raw_stream_status(port, b"\xff\xff\xff\xff not protobuf");
+    assert!(status.contains("InvalidArgument"), "{status}");
+
+    // The healthy stream never noticed.
+    let before = cycles(&sink_rows(&sink), "a").len();
+    wait_for(
+        Duration::from_secs(10),
+        "the healthy gatherer still streaming",
+        || cycles(&sink_rows(&sink), "a").len() >= before + 5,
+    );
+    let nodes = list_nodes(port);
+    assert_eq!(nodes["nodes"].as_array().unwrap().len(), 1, "{nodes}");
+    assert_eq!(nodes["nodes"][0]["nodeId"], "healthy");
+    assert!(g.stop().success());
+}
