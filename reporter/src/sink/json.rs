@@ -151,7 +151,8 @@ mod tests {
         let mut dict = Dictionary::new();
         let mut row = Row::new("load", 42).tag("k", "v");
         row.fields.push(("load1", Value::Float(0.5)));
-        let batch = dict.complete(&dict.encode(1, &[row], &[]));
+        let compact = dict.encode(1, &[row], &[]);
+        let batch = dict.complete(&compact);
         let decoded = StreamDefs::new(10).decode(&batch).unwrap();
         let accepted = AcceptedBatch {
             node: "n1".into(),
