@@ -25,6 +25,11 @@ pub struct Args {
     #[arg(long, env = "HOSTPULSE_CONFIG")]
     pub config: Option<PathBuf>,
 
+    /// How often the configuration file is checked for changes (a Kubernetes
+    /// ConfigMap update, an edit); a change is reloaded as on SIGHUP.
+    #[arg(long, env = "HOSTPULSE_CONFIG_CHECK_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    pub config_check_interval: Duration,
+
     /// This replica's name in Welcome messages [default: the hostname].
     #[arg(long, env = "HOSTPULSE_REPORTER_ID")]
     pub reporter_id: Option<String>,

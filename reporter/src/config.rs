@@ -259,6 +259,14 @@ impl ConfigStore {
         self.tx.borrow().clone()
     }
 
+    /// A fingerprint of the file as it is now (size, modification time,
+    /// inode), following symlinks: a ConfigMap update swaps the link target.
+    pub fn fingerprint(&self) -> Option<(u64, std::time::SystemTime, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(self.path.as_ref()?).ok()?;
+        Some((m.len(), m.modified().ok()?, m.ino()))
+    }
+
     /// Re-reads the file. Returns the new generation when the content
     /// changed, `Ok(None)` when it did not; on error the old configuration stays.
     pub fn reload(&self) -> Result<Option<u64>, ConfigError> {

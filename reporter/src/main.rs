@@ -95,7 +95,7 @@ async fn run(args: Args) -> ExitCode {
     );
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let signals = tokio::spawn(handle_signals(config, stop_tx));
+    let signals = tokio::spawn(handle_signals(config, stop_tx, args.config_check_interval));
     let shutdown_timeout = args.shutdown_timeout;
     let shutdown = async move {
         let _ = stop_rx.await;
@@ -121,8 +121,13 @@ async fn run(args: Args) -> ExitCode {
     }
 }
 
-/// SIGHUP reloads the configuration; SIGINT or SIGTERM stops the server.
-async fn handle_signals(config: ConfigStore, stop: tokio::sync::oneshot::Sender<()>) {
+/// SIGHUP, or a change of the file seen by the periodic check, reloads the
+/// configuration; SIGINT or SIGTERM stops the server.
+async fn handle_signals(
+    config: ConfigStore,
+    stop: tokio::sync::oneshot::Sender<()>,
+    check: Duration,
+) {
     let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::hangup()),
         signal(SignalKind::terminate()),
@@ -131,13 +136,32 @@ async fn handle_signals(config: ConfigStore, stop: tokio::sync::oneshot::Sender<
         tracing::error!("cannot install signal handlers");
         return;
     };
+    let reload = |config: &ConfigStore| match config.reload() {
+        Ok(Some(generation)) => {
+            tracing::info!(generation, "configuration reloaded; pushing to gatherers")
+        }
+        Ok(None) => tracing::info!("configuration reloaded; nothing changed"),
+        Err(e) => {
+            tracing::error!(error = %e, "configuration NOT reloaded; the previous one stays in force")
+        }
+    };
+    let mut seen = config.fingerprint();
+    let mut ticker = tokio::time::interval(check);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = hup.recv() => match config.reload() {
-                Ok(Some(generation)) => tracing::info!(generation, "configuration reloaded; pushing to gatherers"),
-                Ok(None) => tracing::info!("configuration reloaded; nothing changed"),
-                Err(e) => tracing::error!(error = %e, "configuration NOT reloaded; the previous one stays in force"),
-            },
+            _ = hup.recv() => {
+                seen = config.fingerprint();
+                reload(&config);
+            }
+            _ = ticker.tick() => {
+                let now = config.fingerprint();
+                if now.is_some() && now != seen {
+                    seen = now;
+                    tracing::info!("configuration file changed");
+                    reload(&config);
+                }
+            }
             _ = term.recv() => break,
             _ = int.recv() => break,
         }

@@ -393,3 +393,40 @@ fn protocol_violations_end_only_their_stream_with_a_precise_status() {
     assert_eq!(nodes["nodes"][0]["nodeId"], "healthy");
     assert!(g.stop().success());
 }
+
+#[test]
+fn an_edited_configuration_file_is_picked_up_without_a_signal() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gatherers.toml");
+    std::fs::write(&config, "interval = \"5s\"\n").unwrap();
+    let port = free_port();
+    let _r = reporter(
+        port,
+        &dir.path().join("rows.jsonl"),
+        dir.path(),
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--config-check-interval",
+            "100ms",
+        ],
+    );
+    let addr = format!("127.0.0.1:{port}");
+    let interval = || {
+        let (ok, out, err) = grpcurl(&["-plaintext", &addr, "hostpulse.v1.Admin/GetConfig"]);
+        assert!(ok, "{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v["config"]["intervalMs"].as_str().unwrap_or("").to_string()
+    };
+    assert_eq!(interval(), "5000");
+    // A typo is ignored: the previous configuration stays in force.
+    std::fs::write(&config, "interval = \n").unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(interval(), "5000");
+    std::fs::write(&config, "interval = \"2s\"\n").unwrap();
+    wait_for(
+        Duration::from_secs(10),
+        "the edited file to be picked up",
+        || interval() == "2000",
+    );
+}
