@@ -11,6 +11,7 @@
 //!   the sink has made the batch durable.
 //! - [`admin`]: ListNodes, Tail, GetConfig; [`registry`] holds the connected
 //!   streams and [`tail`] the live rows.
+//! - [`store`]: the databases the spool drains into.
 //! - [`config`]: the gatherers' configuration file, reloaded on SIGHUP.
 //! - [`cli`]: the command line.
 
@@ -24,4 +25,5 @@ pub mod limits;
 pub mod registry;
 pub mod server;
 pub mod sink;
+pub mod store;
 pub mod tail;
