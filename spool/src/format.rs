@@ -1,0 +1,185 @@
+//! Constants and encodings of the on-disk format, and the [`Position`] type.
+
+use std::ffi::OsStr;
+use std::fmt;
+
+use crate::crc32c::{crc32c, crc32c_update};
+
+/// The largest payload a record may carry: 64 MiB. A length field above it is
+/// corruption.
+pub const MAX_RECORD: usize = 64 << 20;
+
+/// The default segment size limit: 8 MiB.
+pub const DEFAULT_SEGMENT_MAX_BYTES: u64 = 8 << 20;
+
+/// The 8 bytes every segment file starts with.
+pub const SEGMENT_MAGIC: [u8; 8] = *b"HPSPOOL1";
+
+/// Length of the segment header: the offset of a segment's first record.
+pub const SEGMENT_HEADER_LEN: u64 = SEGMENT_MAGIC.len() as u64;
+
+/// Length of a record header: `len: u32 LE` then `crc: u32 LE`.
+pub const RECORD_HEADER_LEN: u64 = 8;
+
+/// The subdirectory of the spool directory that damaged segments are moved to.
+pub const QUARANTINE_DIR: &str = "quarantine";
+
+/// The lock file in the spool directory.
+pub(crate) const LOCK_FILE: &str = "LOCK";
+
+/// Where a record starts: a segment id and a byte offset in that segment file.
+///
+/// Positions are totally ordered in log order (segment first, then offset), and
+/// stay valid across reopen: segment ids are never reused. The position just
+/// after a segment's last record, `{ segment, offset: segment length }`, is a
+/// valid cursor too: reading from it continues with the next segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Position {
+    /// The segment id (the number in the segment's file name).
+    pub segment: u64,
+    /// The byte offset in the segment file (at least [`SEGMENT_HEADER_LEN`] for
+    /// a record).
+    pub offset: u64,
+}
+
+impl Position {
+    /// A position from its parts.
+    #[must_use]
+    pub const fn new(segment: u64, offset: u64) -> Self {
+        Position { segment, offset }
+    }
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.segment, self.offset)
+    }
+}
+
+/// `{id:020}.seg`.
+pub(crate) fn segment_file_name(id: u64) -> String {
+    format!("{id:020}.seg")
+}
+
+/// The id of a file named exactly `{id:020}.seg`, else `None`.
+pub(crate) fn parse_segment_name(name: &OsStr) -> Option<u64> {
+    let digits = name.to_str()?.strip_suffix(".seg")?;
+    parse_id_digits(digits)
+}
+
+/// The id of a file in the quarantine directory: `{id:020}.seg` with an
+/// optional `.N` suffix added to avoid overwriting an earlier one.
+pub(crate) fn parse_quarantined_name(name: &OsStr) -> Option<u64> {
+    let name = name.to_str()?;
+    let digits = name.get(..20)?;
+    let rest = name.get(20..)?;
+    if rest == ".seg" || rest.starts_with(".seg.") {
+        parse_id_digits(digits)
+    } else {
+        None
+    }
+}
+
+fn parse_id_digits(digits: &str) -> Option<u64> {
+    if digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()) {
+        digits.parse().ok()
+    } else {
+        None
+    }
+}
+
+/// The checksum stored in a record header: CRC-32C over the 4 length bytes
+/// then the payload.
+pub(crate) fn record_crc(len: u32, payload: &[u8]) -> u32 {
+    crc32c_update(crc32c(&len.to_le_bytes()), payload)
+}
+
+/// A decoded record header.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RecordHeader {
+    pub(crate) len: u32,
+    pub(crate) crc: u32,
+}
+
+impl RecordHeader {
+    pub(crate) fn decode(bytes: [u8; 8]) -> Self {
+        RecordHeader {
+            len: u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]),
+            crc: u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]),
+        }
+    }
+
+    /// The length as a byte count, if it is within [`MAX_RECORD`].
+    pub(crate) fn checked_len(self) -> Option<u64> {
+        (self.len as usize <= MAX_RECORD).then_some(u64::from(self.len))
+    }
+}
+
+/// Appends the encoded record (header and payload) to `out`. The payload must
+/// be at most [`MAX_RECORD`] bytes (the caller checks).
+pub(crate) fn encode_record(payload: &[u8], out: &mut Vec<u8>) {
+    debug_assert!(payload.len() <= MAX_RECORD);
+    let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&record_crc(len, payload).to_le_bytes());
+    out.extend_from_slice(payload);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_names_round_trip() {
+        assert_eq!(segment_file_name(1), "00000000000000000001.seg");
+        for id in [0, 1, 42, u64::MAX] {
+            assert_eq!(
+                parse_segment_name(OsStr::new(&segment_file_name(id))),
+                Some(id)
+            );
+        }
+        for stray in [
+            "1.seg",
+            "00000000000000000001.seg.tmp",
+            "0000000000000000000a.seg",
+            "99999999999999999999.seg",
+            "+0000000000000000001.seg",
+            "LOCK",
+            "quarantine",
+        ] {
+            assert_eq!(parse_segment_name(OsStr::new(stray)), None, "{stray}");
+        }
+        assert_eq!(
+            parse_quarantined_name(OsStr::new("00000000000000000007.seg.3")),
+            Some(7)
+        );
+        assert_eq!(
+            parse_quarantined_name(OsStr::new("00000000000000000007.seg")),
+            Some(7)
+        );
+        assert_eq!(
+            parse_quarantined_name(OsStr::new("00000000000000000007.segx")),
+            None
+        );
+    }
+
+    #[test]
+    fn record_encoding() {
+        let mut out = Vec::new();
+        encode_record(b"abc", &mut out);
+        assert_eq!(out.len(), 11);
+        let header = RecordHeader::decode(out[..8].try_into().unwrap());
+        assert_eq!(header.len, 3);
+        assert_eq!(header.crc, crc32c(&[3, 0, 0, 0, b'a', b'b', b'c']));
+        assert_eq!(&out[8..], b"abc");
+        // An all-zero header is never a valid (empty) record.
+        assert_ne!(record_crc(0, b""), 0);
+    }
+
+    #[test]
+    fn positions_order_by_segment_then_offset() {
+        assert!(Position::new(1, 900) < Position::new(2, 8));
+        assert!(Position::new(2, 8) < Position::new(2, 9));
+        assert_eq!(Position::new(3, 17).to_string(), "3:17");
+    }
+}
