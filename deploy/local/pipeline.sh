@@ -14,7 +14,7 @@ buffer=$(mktemp -d -t hostpulse-buffer.XXXXXX)
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$buffer"; }
 trap cleanup EXIT INT TERM
-"$bin/reporter" --listen "127.0.0.1:$PORT" --sink stdout &
+"$bin/reporter" --listen "127.0.0.1:$PORT" --spool-dir "$buffer/spool" --jsonl stdout &
 pids+=($!)
 for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
 "$bin/gatherer" --reporter "http://127.0.0.1:$PORT" --interval "$INTERVAL" --buffer-dir "$buffer" &

@@ -12,11 +12,13 @@
 //!   delta-coded ids and timestamps, integer-coded floats.
 //! - [`patterns`]: comma-separated glob lists (device and mount excludes,
 //!   the reporter's per-node configuration rules).
+//! - [`backoff`]: exponential backoff with jitter (reconnections, store retries).
 //! - [`FAMILIES`]: the metric families a gatherer can run.
 //! - [`FILE_DESCRIPTOR_SET`]: the compiled .proto, for server reflection.
 
 #![forbid(unsafe_code)]
 
+pub mod backoff;
 pub mod codec;
 pub mod json;
 pub mod patterns;

@@ -85,6 +85,18 @@ impl pb::admin_server::Admin for AdminService {
         Ok(Response::new(ReceiverStream::new(out)))
     }
 
+    async fn status(
+        &self,
+        _request: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
+        let spool = self.shared.spool.clone();
+        let status =
+            tokio::task::spawn_blocking(move || spool.map(|s| s.status()).unwrap_or_default())
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(status))
+    }
+
     async fn get_config(
         &self,
         request: Request<pb::GetConfigRequest>,

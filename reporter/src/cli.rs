@@ -15,10 +15,29 @@ pub struct Args {
     #[arg(long, env = "HOSTPULSE_LISTEN", default_value = "0.0.0.0:8675")]
     pub listen: SocketAddr,
 
-    /// Where accepted rows go: stdout, file:PATH (JSON lines, fsync'ed before
-    /// acknowledging), or null (discard; benchmarks).
-    #[arg(long, env = "HOSTPULSE_SINK", default_value = "stdout")]
+    /// `spool`: every batch is fsync'ed to the disk spool before it is
+    /// acknowledged, then drained into the stores (--sqlite, --questdb,
+    /// --jsonl). `null`: discard without storing (benchmarks of the stream path).
+    #[arg(long, env = "HOSTPULSE_SINK", default_value = "spool", value_parser = ["spool", "null"])]
     pub sink: String,
+
+    /// The spool directory (one per replica: it is locked while in use).
+    #[arg(long, env = "HOSTPULSE_SPOOL_DIR", default_value = "./spool")]
+    pub spool_dir: PathBuf,
+
+    /// Most bytes the spool holds. At the limit the reporter stops
+    /// acknowledging (gatherers keep their batches) and reports NOT_SERVING.
+    #[arg(long, env = "HOSTPULSE_SPOOL_MAX_BYTES", default_value = "1GiB", value_parser = parse_size)]
+    pub spool_max_bytes: u64,
+
+    /// Also write every row as a JSON line: `stdout` or a file path (fsync'ed).
+    #[arg(long, env = "HOSTPULSE_JSONL")]
+    pub jsonl: Option<String>,
+
+    /// How long SIGTERM waits for the stores to drain the spool before exiting
+    /// (what is left is drained at the next start).
+    #[arg(long, env = "HOSTPULSE_DRAIN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
 
     /// The gatherers' configuration file (TOML), re-read on SIGHUP and pushed
     /// to connected gatherers [default: none; gatherers keep their own settings].
@@ -72,10 +91,47 @@ pub struct Args {
     pub log_level: tracing::Level,
 }
 
+/// Sizes like `1073741824`, `512MiB`, `1GiB`, `64M` (K/M/G/T are powers of 1024).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (examples: 1GiB, 512MiB)"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        other => return Err(format!("unknown size unit {other:?} (use KiB, MiB, GiB)")),
+    };
+    n.checked_mul(1u64 << shift)
+        .filter(|&v| v > 0)
+        .ok_or_else(|| format!("{s:?} is out of range"))
+}
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 30s, 15m)"))?;
     if d.is_zero() {
         return Err("must be above zero".into());
     }
     Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("64M"), Ok(64 << 20));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("1XB").is_err());
+        assert!(parse_size("99999999999T").is_err());
+    }
 }

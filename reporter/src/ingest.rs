@@ -63,6 +63,8 @@ pub struct Shared {
     pub reporter_id: String,
     /// Per-stream limits.
     pub limits: StreamLimits,
+    /// The spool, when batches go through one (Admin.Status reports it).
+    pub spool: Option<Arc<crate::spool::Spool>>,
 }
 
 /// The `Ingest` service.

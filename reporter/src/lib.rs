@@ -8,7 +8,8 @@
 //!   decoding ([`hostpulse_proto::codec`]), the sink, acknowledgements,
 //!   configuration pushes.
 //! - [`sink`]: where accepted batches go; an acknowledgement is sent only once
-//!   the sink has made the batch durable.
+//!   the sink has made the batch durable: the [`spool`], whose drainers feed
+//!   every [`store`] from its own cursor.
 //! - [`admin`]: ListNodes, Tail, GetConfig; [`registry`] holds the connected
 //!   streams and [`tail`] the live rows.
 //! - [`store`]: the databases the spool drains into.
@@ -25,5 +26,6 @@ pub mod limits;
 pub mod registry;
 pub mod server;
 pub mod sink;
+pub mod spool;
 pub mod store;
 pub mod tail;

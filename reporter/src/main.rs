@@ -12,6 +12,10 @@ use reporter::config::ConfigStore;
 use reporter::ingest::{Shared, StreamLimits};
 use reporter::registry::Registry;
 use reporter::server::{self, ServerOptions};
+use reporter::sink::{NullSink, Sink};
+use reporter::spool::{Spool, SpoolOptions};
+use reporter::store::Store;
+use reporter::store::jsonl::JsonlStore;
 use reporter::tail::Tail;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
@@ -45,11 +49,33 @@ async fn run(args: Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let sink = match reporter::sink::from_spec(&args.sink) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: --sink: {e}");
-            return ExitCode::from(2);
+    let (sink, spool): (Arc<dyn Sink>, Option<Arc<Spool>>) = if args.sink == "null" {
+        (Arc::new(NullSink), None)
+    } else {
+        let stores = match build_stores(&args) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let options = SpoolOptions {
+            dir: args.spool_dir.clone(),
+            max_bytes: args.spool_max_bytes,
+        };
+        match tokio::task::spawn_blocking(move || Spool::open(options, stores)).await {
+            Ok(Ok(spool)) => {
+                let spool = Arc::new(spool);
+                (Arc::clone(&spool) as Arc<dyn Sink>, Some(spool))
+            }
+            Ok(Err(e)) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+            Err(e) => {
+                eprintln!("error: opening the spool: {e}");
+                return ExitCode::FAILURE;
+            }
         }
     };
     let listener = match tokio::net::TcpListener::bind(args.listen).await {
@@ -73,6 +99,7 @@ async fn run(args: Args) -> ExitCode {
             max_definitions: args.max_series_per_stream,
             max_age: args.max_connection_age,
         },
+        spool: spool.clone(),
     });
     let options = ServerOptions {
         max_streams: args.max_streams,
@@ -102,12 +129,18 @@ async fn run(args: Args) -> ExitCode {
         tracing::info!("shutting down: ending streams after their current batch");
         let _ = shutdown_tx.send(true);
     };
-    let served = server::serve(shared, options, listener, shutdown);
+    let full = spool.as_ref().map(|s| s.full());
+    let served = server::serve(shared, options, listener, full, shutdown);
     tokio::pin!(served);
     let result = tokio::select! {
         r = &mut served => r,
     };
     signals.abort();
+    if let Some(spool) = spool {
+        tracing::info!(timeout = ?shutdown_timeout, "draining the spool into the stores");
+        let drain_timeout = args.drain_timeout;
+        let _ = tokio::task::spawn_blocking(move || spool.shutdown(drain_timeout)).await;
+    }
     let _ = shutdown_timeout;
     match result {
         Ok(()) => {
@@ -167,6 +200,19 @@ async fn handle_signals(
         }
     }
     let _ = stop.send(());
+}
+
+/// The stores the spool drains into, from the command line.
+fn build_stores(args: &Args) -> Result<Vec<Box<dyn Store>>, String> {
+    let mut stores: Vec<Box<dyn Store>> = Vec::new();
+    if let Some(target) = &args.jsonl {
+        let store = JsonlStore::open(target).map_err(|e| format!("--jsonl {target}: {e}"))?;
+        stores.push(Box::new(store));
+    }
+    if stores.is_empty() {
+        return Err("no store to drain the spool into: give --jsonl".into());
+    }
+    Ok(stores)
 }
 
 fn hostname() -> String {

@@ -8,9 +8,11 @@ use std::time::Duration;
 use hostpulse_proto::pb::admin_server::AdminServer;
 use hostpulse_proto::pb::ingest_server::IngestServer;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::codec::CompressionEncoding;
 use tonic::transport::Server;
+use tonic_health::ServingStatus;
 
 use crate::admin::AdminService;
 use crate::ingest::{IngestService, Shared};
@@ -51,11 +53,34 @@ pub async fn serve(
     shared: Arc<Shared>,
     options: ServerOptions,
     listener: TcpListener,
+    spool_full: Option<watch::Receiver<bool>>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), ServeError> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<IngestServer<IngestService>>().await;
     health.set_serving::<AdminServer<AdminService>>().await;
+    if let Some(mut full) = spool_full {
+        // A full spool cannot take batches: tell load balancers (the overall
+        // "" service and Ingest) so they prefer other replicas. Admin stays up.
+        let health = health.clone();
+        tokio::spawn(async move {
+            loop {
+                let is_full = *full.borrow_and_update();
+                let status = if is_full {
+                    ServingStatus::NotServing
+                } else {
+                    ServingStatus::Serving
+                };
+                health.set_service_status("", status).await;
+                health
+                    .set_service_status("hostpulse.v1.Ingest", status)
+                    .await;
+                if full.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
 
     let reflection = || {
         tonic_reflection::server::Builder::configure()

@@ -479,6 +479,30 @@ impl Log {
         self.sealed_bytes + self.active.as_ref().map_or(0, |a| a.len)
     }
 
+    /// Bytes of live segments from `pos` to the end: how far a reader at
+    /// `pos` is behind (a sink's lag). Segments before `pos` count nothing;
+    /// in `pos`'s own segment, only what follows `pos.offset`.
+    #[must_use]
+    pub fn bytes_from(&self, pos: Position) -> u64 {
+        let active = self.active.as_ref().map(|a| Segment {
+            id: a.id,
+            len: a.len,
+        });
+        self.sealed
+            .iter()
+            .copied()
+            .chain(active)
+            .filter(|s| s.id >= pos.segment)
+            .map(|s| {
+                if s.id == pos.segment {
+                    s.len.saturating_sub(pos.offset)
+                } else {
+                    s.len
+                }
+            })
+            .sum()
+    }
+
     /// Number of live segment files.
     #[must_use]
     pub fn segments(&self) -> usize {

@@ -426,3 +426,25 @@ fn log_and_reader_can_move_between_threads() {
     assert_send::<hostpulse_spool::Reader>();
     assert_send_sync::<SpoolError>();
 }
+
+#[test]
+fn bytes_from_measures_what_a_reader_has_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = hostpulse_spool::Options {
+        segment_max_bytes: 64,
+        ..Default::default()
+    };
+    let (mut log, _) = hostpulse_spool::Log::open(dir.path(), options).unwrap();
+    let first = log.append(&[1u8; 20]).unwrap();
+    let second = log.append(&[2u8; 20]).unwrap();
+    let third = log.append(&[3u8; 20]).unwrap();
+    assert_eq!(log.bytes_from(log.end()), 0);
+    assert_eq!(
+        log.bytes_from(log.first()),
+        log.bytes() - 8,
+        "all but the first header"
+    );
+    assert_eq!(log.bytes_from(third), 28);
+    assert!(log.bytes_from(second) > log.bytes_from(third));
+    assert!(log.bytes_from(first) >= log.bytes_from(second));
+}

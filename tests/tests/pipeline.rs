@@ -11,9 +11,12 @@ fn s(list: &[&str]) -> Vec<String> {
     list.iter().map(|x| x.to_string()).collect()
 }
 
+/// A reporter spooling to `dir/spool` and writing JSON lines to `sink`.
 fn reporter(port: u16, sink: &Path, dir: &Path, extra: &[&str]) -> Daemon {
-    let mut args = s(&["--listen", &format!("127.0.0.1:{port}"), "--sink"]);
-    args.push(format!("file:{}", sink.display()));
+    let mut args = s(&["--listen", &format!("127.0.0.1:{port}"), "--jsonl"]);
+    args.push(sink.display().to_string());
+    args.push("--spool-dir".into());
+    args.push(dir.join("spool").display().to_string());
     args.extend(s(extra));
     let d = Daemon::start("reporter", &args, dir);
     wait_listening(port);

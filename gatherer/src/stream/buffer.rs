@@ -129,8 +129,10 @@ impl Buffer {
         }
         let state = dir.join("state");
         if let Some((next, acked)) = read_state(&state) {
-            self.next_sequence = next.max(1);
-            self.acked = acked;
+            // max: when reopening after an I/O failure, what this process
+            // already used must not be handed out again.
+            self.next_sequence = self.next_sequence.max(next).max(1);
+            self.acked = self.acked.max(acked);
         }
         let mut index = VecDeque::new();
         let mut unreadable = 0u64;
@@ -192,12 +194,33 @@ impl Buffer {
                 break;
             }
         }
+        let mut reopen = false;
         if let Some(disk) = &mut self.disk {
             if let Err(e) = disk.log.sync() {
-                tracing::warn!(error = %e, "syncing the buffer failed");
+                tracing::warn!(error = %e, "syncing the buffer failed; reopening it");
+                reopen = true;
             }
         }
+        if reopen {
+            self.reopen_disk();
+        }
         self.save_state();
+    }
+
+    /// After a failed sync the log refuses writes until reopened (the kernel
+    /// may report later syncs as successful without the data); reopening
+    /// re-verifies what is on disk and rebuilds the index from it.
+    fn reopen_disk(&mut self) {
+        let Some(dir) = self.options.dir.clone() else {
+            return;
+        };
+        self.disk = None; // releases the directory lock
+        match self.recover(&dir) {
+            Ok(disk) => self.disk = Some(disk),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot reopen the buffer directory; keeping batches in memory only")
+            }
+        }
     }
 
     /// Keeps both bounds: spill or drop the oldest batches.
@@ -232,6 +255,9 @@ impl Buffer {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot spill to the buffer directory; keeping batches in memory");
+                if matches!(e, hostpulse_spool::SpoolError::Poisoned) {
+                    self.reopen_disk();
+                }
                 false
             }
         }

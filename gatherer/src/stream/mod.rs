@@ -18,7 +18,7 @@
 //! - HTTP/2 keepalive (PING every 10 s, 10 s to answer) detects a dead
 //!   reporter within 30 s even when no batch is due.
 
-pub mod backoff;
+pub use hostpulse_proto::backoff;
 pub mod buffer;
 pub mod session;
 pub mod targets;

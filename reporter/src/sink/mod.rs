@@ -1,10 +1,10 @@
 //! Where accepted batches go, and the promise behind an acknowledgement.
 //!
 //! The stream code hands every decoded batch to one [`Sink`] and acknowledges
-//! it to the gatherer only when [`Sink::write`] has returned `Ok`: a sink
-//! returns only once the batch is as durable as the sink can make it (flushed
-//! to a pipe, fsync'ed to a file). A later layer (a disk spool in front of the
-//! databases) implements the same trait, so the stream code never changes.
+//! it to the gatherer only when [`Sink::write`] has returned `Ok`. The sink is
+//! the disk spool ([`crate::spool::Spool`]: durable once fsync'ed, then
+//! drained into the databases), or [`NullSink`] for benchmarks of the stream
+//! path alone.
 //!
 //! Each [`AcceptedBatch`] carries both forms a sink may need: the decoded rows
 //! (to write them) and the self-contained protobuf batch (to store it and
@@ -16,8 +16,6 @@ use std::sync::Arc;
 
 use hostpulse_proto::codec::DecodedBatch;
 use hostpulse_proto::pb;
-
-pub mod json;
 
 /// A batch the reporter accepted from a gatherer.
 #[derive(Debug)]
@@ -57,39 +55,11 @@ pub enum SinkError {
     /// The sink has shut down (the reporter is stopping).
     #[error("the {0} sink is closed")]
     Closed(&'static str),
-}
-
-/// A `--sink` value that names no sink.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("unknown sink {0:?}: use stdout, file:PATH or null")]
-pub struct UnknownSink(pub String);
-
-/// Builds the sink a `--sink` value names: `stdout`, `file:PATH`, `null`.
-pub fn from_spec(spec: &str) -> Result<Arc<dyn Sink>, SinkSetupError> {
-    match spec {
-        "stdout" => Ok(Arc::new(json::JsonSink::stdout())),
-        "null" => Ok(Arc::new(NullSink)),
-        _ => match spec.strip_prefix("file:") {
-            Some(path) if !path.is_empty() => Ok(Arc::new(json::JsonSink::file(path.as_ref())?)),
-            _ => Err(SinkSetupError::Unknown(UnknownSink(spec.to_string()))),
-        },
-    }
-}
-
-/// Why a sink could not be set up at start.
-#[derive(Debug, thiserror::Error)]
-pub enum SinkSetupError {
-    /// The spec names no sink.
-    #[error(transparent)]
-    Unknown(#[from] UnknownSink),
-    /// The file sink's file cannot be opened for appending.
-    #[error("opening {path}: {source}")]
-    Open {
-        /// The file.
-        path: String,
-        /// The error.
-        source: std::io::Error,
-    },
+    /// The spool is at its limit or the disk is full: the batch is not
+    /// acknowledged, the gatherer keeps it and retries, and health reports
+    /// NOT_SERVING until the sinks have drained the spool.
+    #[error("the {0} is full; not acknowledging until the sinks drain it")]
+    Full(&'static str),
 }
 
 /// Accepts and discards everything (benchmarks of the stream path).

@@ -1,0 +1,274 @@
+//! One store draining the spool from its own cursor, on its own thread.
+//!
+//! ```text
+//! loop:
+//!   read up to MAX_BATCHES records after the cursor (waiting for appends when caught up)
+//!   decode each SpooledBatch (self-contained) into rows
+//!   store.write(all of them)
+//!     Ok                -> cursor := after the last one; persist it; trim the spool
+//!     Unavailable       -> wait (exponential backoff with jitter, 100 ms to 30 s), retry the same
+//!     Rejected          -> append the rows to <spool-dir>/rejected-<store>.jsonl, count, move on
+//! ```
+//!
+//! A record found damaged while reading (its segment changed on disk after
+//! the spool opened) ends that segment for this store: the rest of it is
+//! skipped, counted and reported, and draining carries on with the next one.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hostpulse_proto::backoff::Backoff;
+use hostpulse_proto::codec::StreamDefs;
+use hostpulse_proto::pb;
+use hostpulse_spool::{CursorFile, Position};
+use prost::Message;
+
+use super::Shared;
+use crate::sink::AcceptedBatch;
+use crate::store::{Store, StoreError};
+
+/// Most batches handed to one `Store::write`.
+pub const MAX_BATCHES: usize = 512;
+
+/// What a drainer reports (Admin.Status).
+#[derive(Debug, Clone)]
+pub struct DrainStatus {
+    /// The store's name.
+    pub name: &'static str,
+    /// Batches stored since start.
+    pub delivered: u64,
+    /// Batches refused for good.
+    pub rejected: u64,
+    /// The last error (empty after a success).
+    pub last_error: String,
+    /// Failed attempts since the last success.
+    pub failing: u64,
+}
+
+impl DrainStatus {
+    pub(crate) fn new(name: &'static str) -> Self {
+        DrainStatus {
+            name,
+            delivered: 0,
+            rejected: 0,
+            last_error: String::new(),
+            failing: 0,
+        }
+    }
+}
+
+/// A drainer.
+pub(crate) struct Drainer {
+    index: usize,
+    store: Box<dyn Store>,
+    cursor_file: CursorFile,
+    cursor: Position,
+    shared: Arc<Shared>,
+    status: Arc<Mutex<DrainStatus>>,
+    last_maintain: Instant,
+}
+
+impl Drainer {
+    pub(crate) fn new(
+        index: usize,
+        store: Box<dyn Store>,
+        cursor_file: CursorFile,
+        cursor: Position,
+        shared: Arc<Shared>,
+        status: Arc<Mutex<DrainStatus>>,
+    ) -> Self {
+        Drainer {
+            index,
+            store,
+            cursor_file,
+            cursor,
+            shared,
+            status,
+            last_maintain: Instant::now(),
+        }
+    }
+
+    pub(crate) fn name(&self) -> &'static str {
+        self.store.name()
+    }
+
+    fn status(&self) -> std::sync::MutexGuard<'_, DrainStatus> {
+        self.status.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn run(mut self) {
+        let mut seen = self.shared.generation();
+        let Ok(mut backoff) = Backoff::new(Duration::from_millis(100), Duration::from_secs(30))
+        else {
+            return;
+        };
+        loop {
+            self.maintain();
+            let (batches, next) = self.read();
+            if batches.is_empty() {
+                if let Some(deadline) = self.shared.stop_deadline() {
+                    let _ = deadline;
+                    return; // caught up and stopping
+                }
+                seen = self.shared.wait_appended(seen, Duration::from_secs(1));
+                continue;
+            }
+            loop {
+                if self
+                    .shared
+                    .stop_deadline()
+                    .is_some_and(|d| Instant::now() >= d)
+                {
+                    tracing::warn!(
+                        store = self.name(),
+                        "stopping before this store caught up; it resumes from its cursor at the next start"
+                    );
+                    return;
+                }
+                match self.store.write(&batches) {
+                    Ok(()) => {
+                        backoff.reset();
+                        let mut s = self.status();
+                        s.delivered += batches.len() as u64;
+                        if s.failing > 0 {
+                            tracing::info!(
+                                store = s.name,
+                                failed_attempts = s.failing,
+                                "store reachable again; catching up"
+                            );
+                        }
+                        s.failing = 0;
+                        s.last_error.clear();
+                        break;
+                    }
+                    Err(StoreError::Unavailable(e)) => {
+                        let delay = backoff.next_delay();
+                        let failing = {
+                            let mut s = self.status();
+                            s.failing += 1;
+                            s.last_error.clone_from(&e);
+                            s.failing
+                        };
+                        if failing == 1 || failing.is_power_of_two() {
+                            tracing::warn!(store = self.name(), error = %e, attempts = failing, retry_in = ?delay, "store unavailable; the spool holds the batches");
+                        }
+                        std::thread::sleep(delay);
+                    }
+                    Err(StoreError::Rejected(e)) => {
+                        self.reject(&batches, &e);
+                        break;
+                    }
+                }
+            }
+            self.advance(next);
+        }
+    }
+
+    /// Reads up to MAX_BATCHES records after the cursor; returns them and
+    /// the position after the last one read.
+    fn read(&mut self) -> (Vec<Arc<AcceptedBatch>>, Position) {
+        let Some(mut reader) = self.shared.with_log(|log| log.read_from(self.cursor)) else {
+            return (Vec::new(), self.cursor);
+        };
+        let mut out = Vec::new();
+        let mut next = self.cursor;
+        while out.len() < MAX_BATCHES {
+            let Some(record) = reader.next() else { break };
+            match record {
+                Ok((_, payload)) => {
+                    match decode(&payload) {
+                        Some(b) => out.push(Arc::new(b)),
+                        None => tracing::error!(
+                            store = self.name(),
+                            "a spool record with a valid checksum does not decode; skipped"
+                        ),
+                    }
+                    next = reader.position();
+                }
+                Err(e) => {
+                    tracing::error!(store = self.name(), error = %e, "damaged spool record: skipping the rest of its segment");
+                    self.shared.quarantine(pb::QuarantinedSegment {
+                        path: self.shared.dir().display().to_string(),
+                        valid_records: 0,
+                        bytes: 0,
+                        damage: format!("found while draining into {}: {e}", self.name()),
+                    });
+                    next = Position {
+                        segment: next.segment + 1,
+                        offset: 0,
+                    };
+                    break;
+                }
+            }
+        }
+        if out.is_empty() && next != self.cursor {
+            // Only undecodable or damaged records: move past them.
+            self.advance(next);
+        }
+        (out, next)
+    }
+
+    fn advance(&mut self, next: Position) {
+        self.cursor = next;
+        if let Err(e) = self.cursor_file.store(next) {
+            tracing::warn!(store = self.name(), error = %e, "cannot persist the drain cursor; a restart will rewrite some batches (idempotent)");
+        }
+        self.shared.set_cursor(self.index, next);
+        self.shared.trim();
+    }
+
+    fn reject(&self, batches: &[Arc<AcceptedBatch>], reason: &str) {
+        let path = self
+            .shared
+            .dir()
+            .join(format!("rejected-{}.jsonl", self.name()));
+        let mut text = String::new();
+        for b in batches {
+            for row in &b.decoded.rows {
+                let tags = row.key.tags.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+                let fields = row.fields.iter().map(|(k, v)| (k.as_ref(), *v));
+                hostpulse_proto::json::write_parts(
+                    &mut text,
+                    &row.key.table,
+                    row.ts,
+                    &b.node,
+                    tags,
+                    fields,
+                );
+            }
+        }
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(text.as_bytes()).and_then(|()| f.sync_data()));
+        let mut s = self.status();
+        s.rejected += batches.len() as u64;
+        tracing::error!(
+            store = s.name, reason, batches = batches.len(), file = %path.display(),
+            saved = written.is_ok(), "the store refused these batches for good; their rows are kept in the rejected file"
+        );
+    }
+
+    fn maintain(&mut self) {
+        if self.last_maintain.elapsed() >= Duration::from_secs(60) {
+            self.last_maintain = Instant::now();
+            if let Err(e) = self.store.maintain() {
+                tracing::warn!(store = self.name(), error = %e, "store housekeeping failed");
+            }
+        }
+    }
+}
+
+/// A spool record back into an accepted batch (`None` if it does not decode).
+pub fn decode(payload: &[u8]) -> Option<AcceptedBatch> {
+    let record = pb::SpooledBatch::decode(payload).ok()?;
+    let stored = record.batch?;
+    let decoded = StreamDefs::new(usize::MAX).decode(&stored).ok()?;
+    Some(AcceptedBatch {
+        node: Arc::from(record.node.as_str()),
+        decoded,
+        stored,
+    })
+}
