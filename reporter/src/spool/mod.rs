@@ -103,7 +103,7 @@ impl Shared {
         // Each method of Log leaves it valid on error, so a poisoned lock is usable.
         let mut slot = self.log.lock().unwrap_or_else(|p| p.into_inner());
         if slot.is_none() {
-            match Log::open(&self.dir, LogOptions::default()) {
+            match Log::open(&self.dir, log_options(self.max_bytes)) {
                 Ok((log, recovery)) => {
                     tracing::warn!("spool reopened after an I/O failure");
                     report_recovery(&recovery);
@@ -199,7 +199,8 @@ impl Shared {
 /// The spool: a [`Sink`] for the ingest sessions, drained into stores.
 pub struct Spool {
     shared: Arc<Shared>,
-    queue: mpsc::Sender<Job>,
+    /// `None` once shut down: the writer exits when the queue closes.
+    queue: Mutex<Option<mpsc::Sender<Job>>>,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
@@ -209,12 +210,13 @@ impl Spool {
         options: SpoolOptions,
         stores: Vec<Box<dyn Store>>,
     ) -> Result<Self, SpoolOpenError> {
-        let (log, recovery) = Log::open(&options.dir, LogOptions::default()).map_err(|source| {
-            SpoolOpenError::Dir {
-                dir: options.dir.clone(),
-                source,
-            }
-        })?;
+        let (log, recovery) =
+            Log::open(&options.dir, log_options(options.max_bytes)).map_err(|source| {
+                SpoolOpenError::Dir {
+                    dir: options.dir.clone(),
+                    source,
+                }
+            })?;
         report_recovery(&recovery);
         let mut cursors = Vec::new();
         let mut cursor_files = Vec::new();
@@ -288,7 +290,7 @@ impl Spool {
         shared.trim();
         Ok(Spool {
             shared,
-            queue,
+            queue: Mutex::new(Some(queue)),
             threads: Mutex::new(threads),
         })
     }
@@ -344,14 +346,28 @@ impl Spool {
     /// Stops: the writer finishes what is queued; drainers keep draining
     /// until caught up or `drain_timeout` passed. Blocks until they are done.
     pub fn shutdown(&self, drain_timeout: Duration) {
+        // Closing the queue lets the writer commit what is queued and exit;
+        // then the drainers drain until caught up or the deadline.
+        Shared::lock(&self.queue).take();
+        let mut threads = std::mem::take(&mut *Shared::lock(&self.threads)).into_iter();
+        if let Some(writer) = threads.next() {
+            let _ = writer.join();
+        }
         *Shared::lock(&self.shared.stopping) = Some(std::time::Instant::now() + drain_timeout);
         self.shared.appended_cv.notify_all();
-        let threads = std::mem::take(&mut *Shared::lock(&self.threads));
-        // The writer exits when every sender of its queue is gone; the
-        // drainers exit by themselves. Only the drainers are joined here.
-        for t in threads.into_iter().skip(1) {
+        for t in threads {
             let _ = t.join();
         }
+    }
+}
+
+/// Segments of 1/16 of the limit (at most 8 MiB): the active segment is
+/// never deleted, so space comes back only in whole sealed segments, and a
+/// full spool must be able to fall well below 90 % once drained.
+fn log_options(max_bytes: u64) -> LogOptions {
+    LogOptions {
+        segment_max_bytes: (max_bytes / 16).clamp(1, 8 << 20),
+        ..LogOptions::default()
     }
 }
 
@@ -467,8 +483,9 @@ impl Sink for Spool {
     }
 
     fn write(&self, batch: Arc<AcceptedBatch>) -> SinkFuture {
-        let queue = self.queue.clone();
+        let queue = Shared::lock(&self.queue).clone();
         Box::pin(async move {
+            let queue = queue.ok_or(SinkError::Closed("spool"))?;
             let (done, wait) = oneshot::channel();
             queue
                 .send((batch, done))
@@ -478,3 +495,6 @@ impl Sink for Spool {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;
