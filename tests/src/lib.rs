@@ -440,3 +440,123 @@ impl tonic::codec::Decoder for RawCodec {
         Ok(Some(bytes::Buf::copy_to_bytes(src, n).to_vec()))
     }
 }
+
+/// A real VictoriaMetrics (Debian package `victoria-metrics`) on 127.0.0.1,
+/// taking InfluxDB line protocol on `/write`: the stand-in for QuestDB in
+/// tests. Killed on drop; `stop` and `start` keep its port and data.
+pub struct Tsdb {
+    /// Its HTTP port.
+    pub port: u16,
+    data: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Tsdb {
+    /// Starts one on a free port with a fresh data directory.
+    pub fn start() -> Tsdb {
+        let mut t = Tsdb {
+            port: free_port(),
+            data: tempfile::tempdir().expect("data dir"),
+            child: None,
+        };
+        t.resume();
+        t
+    }
+
+    /// (Re)starts it on its port and data.
+    pub fn resume(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let child = Command::new("victoria-metrics")
+            .arg(format!("-httpListenAddr=127.0.0.1:{}", self.port))
+            .arg(format!("-storageDataPath={}", self.data.path().display()))
+            .args(["-retentionPeriod=100y", "-search.latencyOffset=0s", "-dedup.minScrapeInterval=1ms", "-loggerLevel=ERROR"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("victoria-metrics is installed (tests/run.sh installs the Debian package)");
+        self.child = Some(child);
+        let port = self.port;
+        wait_for(Duration::from_secs(30), "VictoriaMetrics to answer", || {
+            http(port, "GET", "/health", "").is_some_and(|(code, _)| code == 200)
+        });
+    }
+
+    /// Stops it (kill -9).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// The questdb-rs configuration string for it.
+    pub fn conf(&self) -> String {
+        format!("http::addr=127.0.0.1:{};protocol_version=1;", self.port)
+    }
+
+    /// Every sample of the series matching `selector` (PromQL series
+    /// selector): (labels, values, timestamps in ms), after a flush.
+    pub fn export(&self, selector: &str) -> Vec<(serde_json::Value, Vec<f64>, Vec<i64>)> {
+        let _ = http(self.port, "GET", "/internal/force_flush", "");
+        let body = format!("match[]={}", url_encode(selector));
+        let (code, text) = http(self.port, "POST", "/api/v1/export", &body).expect("export");
+        assert_eq!(code, 200, "{text}");
+        text.lines()
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).expect("export line");
+                let values = v["values"].as_array().map(|a| a.iter().filter_map(serde_json::Value::as_f64).collect()).unwrap_or_default();
+                let ts = v["timestamps"].as_array().map(|a| a.iter().filter_map(serde_json::Value::as_i64).collect()).unwrap_or_default();
+                (v["metric"].clone(), values, ts)
+            })
+            .collect()
+    }
+}
+
+impl Drop for Tsdb {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A minimal HTTP/1.1 request on 127.0.0.1 (no client dependency needed):
+/// (status code, body), `None` when the server is not there.
+pub fn http(port: u16, method: &str, path: &str, form: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
+        form.len()
+    );
+    s.write_all(req.as_bytes()).ok()?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).ok()?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let code = text.split_whitespace().nth(1)?.parse().ok()?;
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_string() };
+    Some((code, body))
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { break };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}

@@ -111,7 +111,8 @@ impl Drainer {
                     let _ = deadline;
                     return; // caught up and stopping
                 }
-                seen = self.shared.wait_appended(seen, Duration::from_secs(1));
+                let idle = self.store.maintain_interval().clamp(Duration::from_millis(100), Duration::from_secs(1));
+                seen = self.shared.wait_appended(seen, idle);
                 continue;
             }
             loop {
@@ -252,7 +253,7 @@ impl Drainer {
     }
 
     fn maintain(&mut self) {
-        if self.last_maintain.elapsed() >= Duration::from_secs(60) {
+        if self.last_maintain.elapsed() >= self.store.maintain_interval() {
             self.last_maintain = Instant::now();
             if let Err(e) = self.store.maintain() {
                 tracing::warn!(store = self.name(), error = %e, "store housekeeping failed");

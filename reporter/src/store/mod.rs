@@ -47,9 +47,16 @@ pub trait Store: Send + 'static {
     /// the database (a committed transaction, a 2xx from the server).
     fn write(&mut self, batches: &[Arc<AcceptedBatch>]) -> Result<(), StoreError>;
 
-    /// Housekeeping the drainer calls between writes, at most once a minute
-    /// (retention pruning). Errors are logged, never fatal.
+    /// Housekeeping the drainer calls between writes, at most once per
+    /// [`Store::maintain_interval`] (retention pruning). Errors are logged,
+    /// never fatal.
     fn maintain(&mut self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    /// How often [`Store::maintain`] runs (a store with a short retention
+    /// asks for more often).
+    fn maintain_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(60)
     }
 }
