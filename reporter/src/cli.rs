@@ -8,7 +8,7 @@ use clap::Parser;
 
 /// hostpulse reporter: accepts gatherer streams over gRPC, stores every batch
 /// before acknowledging it, pushes configuration to gatherers.
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 #[command(name = "reporter", version, max_term_width = 100)]
 pub struct Args {
     /// Address to serve gRPC on (Ingest, Admin, health, reflection).
@@ -29,6 +29,15 @@ pub struct Args {
     /// acknowledging (gatherers keep their batches) and reports NOT_SERVING.
     #[arg(long, env = "HOSTPULSE_SPOOL_MAX_BYTES", default_value = "1GiB", value_parser = parse_size)]
     pub spool_max_bytes: u64,
+
+    /// The embedded SQLite store: a database file, or `none`. The default
+    /// store unless --questdb is given [default: ./hostpulse.db].
+    #[arg(long, env = "HOSTPULSE_SQLITE")]
+    pub sqlite: Option<String>,
+
+    /// How long the SQLite store keeps rows (pruned in the background; 0s keeps everything).
+    #[arg(long, env = "HOSTPULSE_RETENTION", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub retention: Duration,
 
     /// Also write every row as a JSON line: `stdout` or a file path (fsync'ed).
     #[arg(long, env = "HOSTPULSE_JSONL")]

@@ -16,6 +16,7 @@ use reporter::sink::{NullSink, Sink};
 use reporter::spool::{Spool, SpoolOptions};
 use reporter::store::Store;
 use reporter::store::jsonl::JsonlStore;
+use reporter::store::sqlite::SqliteStore;
 use reporter::tail::Tail;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
@@ -52,25 +53,26 @@ async fn run(args: Args) -> ExitCode {
     let (sink, spool): (Arc<dyn Sink>, Option<Arc<Spool>>) = if args.sink == "null" {
         (Arc::new(NullSink), None)
     } else {
-        let stores = match build_stores(&args) {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::from(2);
-            }
-        };
         let options = SpoolOptions {
             dir: args.spool_dir.clone(),
             max_bytes: args.spool_max_bytes,
         };
-        match tokio::task::spawn_blocking(move || Spool::open(options, stores)).await {
+        let setup = {
+            let args = args.clone();
+            // Opening stores may talk to a database (schema): not on the runtime.
+            tokio::task::spawn_blocking(move || {
+                let stores = build_stores(&args).map_err(|e| (2u8, e))?;
+                Spool::open(options, stores).map_err(|e| (1u8, e.to_string()))
+            })
+        };
+        match setup.await {
             Ok(Ok(spool)) => {
                 let spool = Arc::new(spool);
                 (Arc::clone(&spool) as Arc<dyn Sink>, Some(spool))
             }
-            Ok(Err(e)) => {
+            Ok(Err((code, e))) => {
                 eprintln!("error: {e}");
-                return ExitCode::FAILURE;
+                return ExitCode::from(code);
             }
             Err(e) => {
                 eprintln!("error: opening the spool: {e}");
@@ -202,15 +204,26 @@ async fn handle_signals(
     let _ = stop.send(());
 }
 
-/// The stores the spool drains into, from the command line.
+/// The stores the spool drains into, from the command line: SQLite unless
+/// --questdb is given or --sqlite is `none`, plus QuestDB and JSON lines when asked.
 fn build_stores(args: &Args) -> Result<Vec<Box<dyn Store>>, String> {
     let mut stores: Vec<Box<dyn Store>> = Vec::new();
+    let sqlite = match args.sqlite.as_deref() {
+        Some("none") => None,
+        Some(path) => Some(path.to_string()),
+        None => Some("./hostpulse.db".to_string()),
+    };
+    if let Some(path) = sqlite {
+        let store = SqliteStore::open(std::path::Path::new(&path), args.retention)
+            .map_err(|e| format!("--sqlite {path}: {e}"))?;
+        stores.push(Box::new(store));
+    }
     if let Some(target) = &args.jsonl {
         let store = JsonlStore::open(target).map_err(|e| format!("--jsonl {target}: {e}"))?;
         stores.push(Box::new(store));
     }
     if stores.is_empty() {
-        return Err("no store to drain the spool into: give --jsonl".into());
+        return Err("no store to drain the spool into: give --sqlite, --questdb or --jsonl".into());
     }
     Ok(stores)
 }

@@ -469,7 +469,12 @@ impl Tsdb {
         let child = Command::new("victoria-metrics")
             .arg(format!("-httpListenAddr=127.0.0.1:{}", self.port))
             .arg(format!("-storageDataPath={}", self.data.path().display()))
-            .args(["-retentionPeriod=100y", "-search.latencyOffset=0s", "-dedup.minScrapeInterval=1ms", "-loggerLevel=ERROR"])
+            .args([
+                "-retentionPeriod=100y",
+                "-search.latencyOffset=0s",
+                "-dedup.minScrapeInterval=1ms",
+                "-loggerLevel=ERROR",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -505,8 +510,14 @@ impl Tsdb {
             .filter(|l| !l.is_empty())
             .map(|l| {
                 let v: serde_json::Value = serde_json::from_str(l).expect("export line");
-                let values = v["values"].as_array().map(|a| a.iter().filter_map(serde_json::Value::as_f64).collect()).unwrap_or_default();
-                let ts = v["timestamps"].as_array().map(|a| a.iter().filter_map(serde_json::Value::as_i64).collect()).unwrap_or_default();
+                let values = v["values"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(serde_json::Value::as_f64).collect())
+                    .unwrap_or_default();
+                let ts = v["timestamps"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(serde_json::Value::as_i64).collect())
+                    .unwrap_or_default();
                 (v["metric"].clone(), values, ts)
             })
             .collect()
@@ -522,7 +533,9 @@ impl Drop for Tsdb {
 fn url_encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -544,14 +557,23 @@ pub fn http(port: u16, method: &str, path: &str, form: &str) -> Option<(u16, Str
     let text = String::from_utf8_lossy(&raw).into_owned();
     let code = text.split_whitespace().nth(1)?.parse().ok()?;
     let (head, body) = text.split_once("\r\n\r\n")?;
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_string() };
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
     Some((code, body))
 }
 
 fn dechunk(mut body: &str) -> String {
     let mut out = String::new();
     while let Some((size, rest)) = body.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { break };
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
         if n == 0 || rest.len() < n {
             break;
         }

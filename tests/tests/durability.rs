@@ -93,6 +93,7 @@ fn a_damaged_spool_is_quarantined_or_truncated_and_the_reporter_serves_on() {
     args.push(sink.display().to_string());
     args.push("--spool-dir".into());
     args.push(spool.display().to_string());
+    args.extend(s(&["--sqlite", "none"]));
     let r = Daemon::start("reporter", &args, dir.path());
     wait_listening(port);
     let addr = format!("127.0.0.1:{port}");
@@ -136,6 +137,8 @@ fn sigterm_stores_everything_acknowledged_before_exiting() {
     args.push(sink.display().to_string());
     args.push("--spool-dir".into());
     args.push(dir.path().join("spool").display().to_string());
+    args.push("--sqlite".into());
+    args.push(dir.path().join("hostpulse.db").display().to_string());
     let r = Daemon::start("reporter", &args, dir.path());
     wait_listening(port);
     let g = Daemon::start(

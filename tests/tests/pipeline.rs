@@ -17,6 +17,8 @@ fn reporter(port: u16, sink: &Path, dir: &Path, extra: &[&str]) -> Daemon {
     args.push(sink.display().to_string());
     args.push("--spool-dir".into());
     args.push(dir.join("spool").display().to_string());
+    args.push("--sqlite".into());
+    args.push(dir.join("hostpulse.db").display().to_string());
     args.extend(s(extra));
     let d = Daemon::start("reporter", &args, dir);
     wait_listening(port);

@@ -111,7 +111,10 @@ impl Drainer {
                     let _ = deadline;
                     return; // caught up and stopping
                 }
-                let idle = self.store.maintain_interval().clamp(Duration::from_millis(100), Duration::from_secs(1));
+                let idle = self
+                    .store
+                    .maintain_interval()
+                    .clamp(Duration::from_millis(100), Duration::from_secs(1));
                 seen = self.shared.wait_appended(seen, idle);
                 continue;
             }
