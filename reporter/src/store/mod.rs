@@ -20,6 +20,8 @@ use std::sync::Arc;
 
 use crate::sink::AcceptedBatch;
 
+pub mod questdb;
+
 /// Why a store did not take batches.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
