@@ -39,6 +39,17 @@ pub struct Args {
     #[arg(long, env = "HOSTPULSE_RETENTION", default_value = "24h", value_parser = humantime::parse_duration)]
     pub retention: Duration,
 
+    /// Drain into QuestDB: any questdb-rs configuration string, e.g.
+    /// `http::addr=questdb:9000;` (https, tcp, tcps, auth and TLS keys too).
+    /// protocol_version=1 is used unless the string names one.
+    #[arg(long, env = "HOSTPULSE_QUESTDB")]
+    pub questdb: Option<String>,
+
+    /// Create the QuestDB tables at start (deploy/questdb/schema.sql through
+    /// QuestDB's HTTP /exec): WAL, partitioned by day, DEDUP UPSERT KEYS, TTL.
+    #[arg(long, env = "HOSTPULSE_QUESTDB_APPLY_SCHEMA", requires = "questdb")]
+    pub questdb_apply_schema: bool,
+
     /// Also write every row as a JSON line: `stdout` or a file path (fsync'ed).
     #[arg(long, env = "HOSTPULSE_JSONL")]
     pub jsonl: Option<String>,

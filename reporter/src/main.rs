@@ -16,6 +16,7 @@ use reporter::sink::{NullSink, Sink};
 use reporter::spool::{Spool, SpoolOptions};
 use reporter::store::Store;
 use reporter::store::jsonl::JsonlStore;
+use reporter::store::questdb::{self, QuestDbStore};
 use reporter::store::sqlite::SqliteStore;
 use reporter::tail::Tail;
 use tokio::signal::unix::{SignalKind, signal};
@@ -211,11 +212,26 @@ fn build_stores(args: &Args) -> Result<Vec<Box<dyn Store>>, String> {
     let sqlite = match args.sqlite.as_deref() {
         Some("none") => None,
         Some(path) => Some(path.to_string()),
-        None => Some("./hostpulse.db".to_string()),
+        None if args.questdb.is_none() => Some("./hostpulse.db".to_string()),
+        None => None,
     };
     if let Some(path) = sqlite {
         let store = SqliteStore::open(std::path::Path::new(&path), args.retention)
             .map_err(|e| format!("--sqlite {path}: {e}"))?;
+        stores.push(Box::new(store));
+    }
+    if let Some(conf) = &args.questdb {
+        let store = QuestDbStore::new(conf).map_err(|e| format!("--questdb: {e}"))?;
+        if args.questdb_apply_schema {
+            match questdb::apply_schema(conf, questdb::SCHEMA_SQL) {
+                Ok(()) => tracing::info!("QuestDB schema applied"),
+                // The database may be down at start: the spool covers that,
+                // and the sink's rows create their tables on the fly anyway.
+                Err(e) => {
+                    tracing::error!(error = %e, "could not apply the QuestDB schema; tables will be created by the first rows")
+                }
+            }
+        }
         stores.push(Box::new(store));
     }
     if let Some(target) = &args.jsonl {

@@ -486,9 +486,21 @@ impl Tsdb {
         });
     }
 
-    /// Stops it (kill -9).
+    /// Stops it with SIGTERM (VictoriaMetrics loses samples it had
+    /// acknowledged when killed with SIGKILL: that would be its loss, not ours).
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
             let _ = c.kill();
             let _ = c.wait();
         }

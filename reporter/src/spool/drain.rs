@@ -118,54 +118,69 @@ impl Drainer {
                 seen = self.shared.wait_appended(seen, idle);
                 continue;
             }
-            loop {
-                if self
-                    .shared
-                    .stop_deadline()
-                    .is_some_and(|d| Instant::now() >= d)
-                {
-                    tracing::warn!(
-                        store = self.name(),
-                        "stopping before this store caught up; it resumes from its cursor at the next start"
-                    );
-                    return;
-                }
-                match self.store.write(&batches) {
-                    Ok(()) => {
-                        backoff.reset();
-                        let mut s = self.status();
-                        s.delivered += batches.len() as u64;
-                        if s.failing > 0 {
-                            tracing::info!(
-                                store = s.name,
-                                failed_attempts = s.failing,
-                                "store reachable again; catching up"
-                            );
-                        }
-                        s.failing = 0;
-                        s.last_error.clear();
-                        break;
-                    }
-                    Err(StoreError::Unavailable(e)) => {
-                        let delay = backoff.next_delay();
-                        let failing = {
-                            let mut s = self.status();
-                            s.failing += 1;
-                            s.last_error.clone_from(&e);
-                            s.failing
-                        };
-                        if failing == 1 || failing.is_power_of_two() {
-                            tracing::warn!(store = self.name(), error = %e, attempts = failing, retry_in = ?delay, "store unavailable; the spool holds the batches");
-                        }
-                        std::thread::sleep(delay);
-                    }
-                    Err(StoreError::Rejected(e)) => {
-                        self.reject(&batches, &e);
-                        break;
-                    }
-                }
+            if !self.deliver(&batches, &mut backoff) {
+                tracing::warn!(
+                    store = self.name(),
+                    "stopping before this store caught up; it resumes from its cursor at the next start"
+                );
+                return;
             }
             self.advance(next);
+        }
+    }
+
+    /// Writes `batches`, retrying while the store is unavailable. A rejected
+    /// group is split in halves until the refused batches are alone, so one
+    /// bad batch sends only itself to the rejected file. False if the
+    /// shutdown deadline passed first.
+    fn deliver(&mut self, batches: &[Arc<AcceptedBatch>], backoff: &mut Backoff) -> bool {
+        loop {
+            if self
+                .shared
+                .stop_deadline()
+                .is_some_and(|d| Instant::now() >= d)
+            {
+                return false;
+            }
+            match self.store.write(batches) {
+                Ok(()) => {
+                    backoff.reset();
+                    let mut s = self.status();
+                    s.delivered += batches.len() as u64;
+                    if s.failing > 0 {
+                        tracing::info!(
+                            store = s.name,
+                            failed_attempts = s.failing,
+                            "store reachable again; catching up"
+                        );
+                    }
+                    s.failing = 0;
+                    s.last_error.clear();
+                    return true;
+                }
+                Err(StoreError::Unavailable(e)) => {
+                    let delay = backoff.next_delay();
+                    let failing = {
+                        let mut s = self.status();
+                        s.failing += 1;
+                        s.last_error.clone_from(&e);
+                        s.failing
+                    };
+                    if failing == 1 || failing.is_power_of_two() {
+                        tracing::warn!(store = self.name(), error = %e, attempts = failing, retry_in = ?delay, "store unavailable; the spool holds the batches");
+                    }
+                    std::thread::sleep(delay);
+                }
+                Err(StoreError::Rejected(e)) if batches.len() > 1 => {
+                    tracing::debug!(store = self.name(), error = %e, batches = batches.len(), "rejected: splitting to find the refused batches");
+                    let (a, b) = batches.split_at(batches.len() / 2);
+                    return self.deliver(a, backoff) && self.deliver(b, backoff);
+                }
+                Err(StoreError::Rejected(e)) => {
+                    self.reject(batches, &e);
+                    return true;
+                }
+            }
         }
     }
 

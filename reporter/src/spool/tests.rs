@@ -189,3 +189,28 @@ async fn a_restart_resumes_each_store_from_its_cursor() {
     );
     spool.shutdown(Duration::from_secs(1));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_batch_in_a_group_is_isolated_and_the_rest_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Scripted {
+        reject: Some(3),
+        ..Scripted::default()
+    };
+    store.unavailable.store(usize::MAX / 2, Ordering::SeqCst);
+    let spool = open(dir.path(), 1 << 20, store.clone());
+    let mut dict = Dictionary::new();
+    for n in 1..=6 {
+        spool.write(batch(&mut dict, n)).await.unwrap();
+    }
+    // The store returns with a backlog: the drainer writes it as groups and
+    // must split the one holding batch 3.
+    store.unavailable.store(0, Ordering::SeqCst);
+    wait("all handled", || {
+        let s = spool.status();
+        s.sinks[0].delivered_batches + s.sinks[0].rejected_batches == 6
+    });
+    assert_eq!(*store.got.lock().unwrap(), vec![1, 2, 4, 5, 6]);
+    assert_eq!(spool.status().sinks[0].rejected_batches, 1);
+    spool.shutdown(Duration::from_secs(1));
+}

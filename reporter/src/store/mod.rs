@@ -21,6 +21,7 @@ use std::sync::Arc;
 use crate::sink::AcceptedBatch;
 
 pub mod jsonl;
+pub mod questdb;
 pub mod sqlite;
 
 /// Why a store did not take batches.
