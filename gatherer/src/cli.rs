@@ -169,6 +169,10 @@ fn parse_families(s: &str) -> Result<FamilyList, String> {
 /// Tag names the families use, plus the row model's own keys: a label may not
 /// shadow any of them, or a row would carry two values for one column.
 pub const RESERVED_TAGS: &[&str] = &[
+    // SQLite's implicit row id names: a column of that name would shadow it.
+    "rowid",
+    "oid",
+    "_rowid_",
     "table",
     "ts",
     "node",
@@ -193,6 +197,9 @@ pub const RESERVED_TAGS: &[&str] = &[
     "operstate",
 ];
 
+/// Longest label name the stores accept.
+pub const MAX_LABEL_NAME: usize = 64;
+
 fn parse_label(s: &str) -> Result<(String, String), String> {
     let (key, value) = s
         .split_once('=')
@@ -207,7 +214,13 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
             "label name {key:?} must start with a letter or _ and hold only letters, digits and _"
         ));
     }
-    if RESERVED_TAGS.contains(&key) {
+    if key.len() > MAX_LABEL_NAME {
+        return Err(format!(
+            "label name {key:?} is longer than {MAX_LABEL_NAME} characters"
+        ));
+    }
+    // SQLite column names ignore case: `CPU` would collide with `cpu`.
+    if RESERVED_TAGS.iter().any(|r| r.eq_ignore_ascii_case(key)) {
         return Err(format!(
             "label name {key:?} is already a tag or key of the row model"
         ));
@@ -270,6 +283,12 @@ mod tests {
         assert!(err.contains("already a tag"), "{err}");
         assert!(parse(&["--label", "nope"]).is_err());
         assert!(parse(&["--label", "9x=1"]).is_err());
+        assert!(
+            parse(&["--label", "CPU=1"]).is_err(),
+            "case-insensitive clash with a tag"
+        );
+        assert!(parse(&["--label", "rowid=1"]).is_err());
+        assert!(parse(&["--label", &format!("{}=1", "x".repeat(65))]).is_err());
         assert!(parse(&["--interval", "0s"]).is_err());
         assert!(parse(&["--interval", "soon"]).is_err());
         assert!(check_labels(&[("a".into(), "1".into()), ("a".into(), "2".into())]).is_err());
