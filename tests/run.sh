@@ -56,4 +56,5 @@ log "building the binaries the end-to-end tests run"
 cargo build --workspace --bins --locked
 
 log "cargo test"
-cargo test --workspace --locked
+# --no-fail-fast: one failing test binary must not hide the others.
+cargo test --workspace --locked --no-fail-fast
