@@ -57,4 +57,13 @@ cargo build --workspace --bins --locked
 
 log "cargo test"
 # --no-fail-fast: one failing test binary must not hide the others.
-cargo test --workspace --locked --no-fail-fast
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+set +e
+cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$out"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line for the whole run (cargo's last line is a doc-test binary's).
+awk '/^test result:/ { for (i = 2; i <= NF; i++) { if ($i == "passed;") p += $(i-1); if ($i == "failed;") f += $(i-1) } }
+     END { printf "\ntests: %d passed, %d failed\n", p, f }' "$out"
+exit "$status"
