@@ -365,6 +365,16 @@ pub fn sink_rows(path: &Path) -> Rows {
 /// protobuf encoding: how garbage reaches a server), and returns the status
 /// that ended the stream as "Code: message".
 pub fn raw_stream_status(port: u16, payload: &[u8]) -> String {
+    raw_stream(port, payload, false)
+}
+
+/// Like [`raw_stream_status`], but keeps the request stream open after the
+/// payload, as a silent peer would: only the server can end it.
+pub fn silent_stream_status(port: u16, payload: &[u8]) -> String {
+    raw_stream(port, payload, true)
+}
+
+fn raw_stream(port: u16, payload: &[u8], hold_open: bool) -> String {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -378,7 +388,9 @@ pub fn raw_stream_status(port: u16, payload: &[u8]) -> String {
         let mut grpc = tonic::client::Grpc::new(channel);
         grpc.ready().await.expect("ready");
         let path = http::uri::PathAndQuery::from_static("/hostpulse.v1.Ingest/Stream");
-        let request = tonic::Request::new(tokio_stream::iter(vec![payload.to_vec()]));
+        let first = tokio_stream::iter(vec![payload.to_vec()]);
+        let tail = futures_pending(hold_open);
+        let request = tonic::Request::new(tokio_stream::StreamExt::chain(first, tail));
         let describe = |s: tonic::Status| format!("{:?}: {}", s.code(), s.message());
         match grpc.streaming(request, path, RawCodec).await {
             Err(status) => describe(status),
@@ -593,4 +605,15 @@ fn dechunk(mut body: &str) -> String {
         body = rest[n..].trim_start_matches("\r\n");
     }
     out
+}
+
+/// A stream that never yields (when `hold`) or ends at once.
+fn futures_pending(
+    hold: bool,
+) -> std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Vec<u8>> + Send>> {
+    if hold {
+        Box::pin(tokio_stream::pending())
+    } else {
+        Box::pin(tokio_stream::empty())
+    }
 }

@@ -435,3 +435,140 @@ fn an_edited_configuration_file_is_picked_up_without_a_signal() {
         || interval() == "2000",
     );
 }
+
+/// A Hello message encoded as a gRPC payload (protobuf bytes).
+fn hello_bytes(node: &str) -> Vec<u8> {
+    use prost::Message;
+    let hello = hostpulse_proto::pb::Hello {
+        protocol_version: hostpulse_proto::PROTOCOL_VERSION,
+        node_id: node.into(),
+        ..Default::default()
+    };
+    hostpulse_proto::pb::GathererMessage {
+        message: Some(hostpulse_proto::pb::gatherer_message::Message::Hello(hello)),
+    }
+    .encode_to_vec()
+}
+
+#[test]
+fn stream_limits_refuse_extra_streams_and_end_silent_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = dir.path().join("rows.jsonl");
+    let port = free_port();
+    let _r = reporter(
+        port,
+        &sink,
+        dir.path(),
+        &["--max-streams", "1", "--idle-timeout", "1s"],
+    );
+    // A silent peer holds the only slot until the idle timeout ends its stream.
+    let started = std::time::Instant::now();
+    let silent =
+        std::thread::spawn(move || e2e::silent_stream_status(port, &hello_bytes("silent")));
+    wait_for(
+        Duration::from_secs(10),
+        "the silent stream registered",
+        || {
+            list_nodes(port)["nodes"]
+                .as_array()
+                .is_some_and(|n| n.len() == 1)
+        },
+    );
+    let refused = stream_status(
+        port,
+        &[r#"{"hello":{"protocolVersion":1,"nodeId":"second"}}"#],
+        &[],
+    );
+    assert!(
+        refused.contains("ResourceExhausted") && refused.contains("maximum of 1 streams"),
+        "{refused}"
+    );
+    let status = silent.join().unwrap();
+    assert!(
+        status.contains("DeadlineExceeded") && status.contains("no message for"),
+        "{status}"
+    );
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    // The slot is free again.
+    let g = gatherer(port, "after", "a", dir.path(), &[]);
+    wait_for(Duration::from_secs(20), "a new stream accepted", || {
+        cycles(&sink_rows(&sink), "a").len() >= 2
+    });
+    assert!(g.stop().success());
+}
+
+#[test]
+fn tail_streams_live_rows_filtered_by_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = dir.path().join("rows.jsonl");
+    let port = free_port();
+    let _r = reporter(port, &sink, dir.path(), &[]);
+    let g = gatherer(
+        port,
+        "tailed",
+        "a",
+        dir.path(),
+        &["--collectors", "load,memory"],
+    );
+    wait_for(Duration::from_secs(20), "rows flowing", || {
+        cycles(&sink_rows(&sink), "a").len() >= 2
+    });
+    let (_, out, _) = grpcurl(&[
+        "-plaintext",
+        "-max-time",
+        "2",
+        "-d",
+        r#"{"tables":["memory"],"nodes":["tailed"]}"#,
+        &format!("127.0.0.1:{port}"),
+        "hostpulse.v1.Admin/Tail",
+    ]);
+    assert!(out.contains("\"table\": \"memory\""), "{out}");
+    assert!(
+        !out.contains("\"table\": \"load\""),
+        "the filter holds: {out}"
+    );
+    assert!(out.contains("\"total_bytes\""), "{out}");
+    assert!(g.stop().success());
+}
+
+#[test]
+fn recycled_streams_rebalance_without_losing_or_duplicating_beyond_the_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = dir.path().join("rows.jsonl");
+    let port = free_port();
+    // Streams live about a second: several reconnections in a few seconds.
+    let r = reporter(
+        port,
+        &sink,
+        dir.path(),
+        &[
+            "--max-connection-age",
+            "1s",
+            "--max-connection-age-grace",
+            "1s",
+        ],
+    );
+    let g = gatherer(port, "n1", "a", dir.path(), &[]);
+    wait_for(
+        Duration::from_secs(30),
+        "cycles across recycled streams",
+        || cycles(&sink_rows(&sink), "a").len() >= 50,
+    );
+    assert!(g.stop().success());
+    let recycles = r.log_text().matches("maximum age").count();
+    assert!(recycles >= 2, "streams were recycled ({recycles})");
+    let rows = sink_rows(&sink);
+    let all: Vec<u64> = rows
+        .table("agent")
+        .iter()
+        .map(|r| r["fields"]["cycles_total"].as_u64().unwrap())
+        .collect();
+    let unique: BTreeSet<u64> = all.iter().copied().collect();
+    assert_contiguous(&unique, "across recycled streams");
+    // Duplicates can only be batches of the unacknowledged window (64).
+    assert!(
+        all.len() - unique.len() <= 64 * recycles,
+        "{} duplicates over {recycles} recycles",
+        all.len() - unique.len()
+    );
+}
