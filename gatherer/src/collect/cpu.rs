@@ -290,13 +290,7 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::{Duration, Instant};
 
-    fn fixture(name: &str) -> Settings {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/");
-        Settings {
-            roots: Roots::under(format!("{dir}{name}")),
-            ..Settings::default()
-        }
-    }
+    use crate::collect::fixtures::settings as fixture;
 
     fn float(row: &Row, name: &str) -> f64 {
         match row.field(name) {

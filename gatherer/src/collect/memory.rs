@@ -264,16 +264,10 @@ impl Collector for Memory {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::roots::Roots;
+
     use crate::row::Value;
 
-    fn fixture(name: &str) -> Settings {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/");
-        Settings {
-            roots: Roots::under(format!("{dir}{name}")),
-            ..Settings::default()
-        }
-    }
+    use crate::collect::fixtures::settings as fixture;
 
     fn collect(name: &str) -> Row {
         let mut c = Memory::new(&fixture(name));

@@ -33,6 +33,8 @@ use crate::roots::Roots;
 use crate::row::Row;
 
 pub mod error;
+#[cfg(test)]
+pub(crate) mod fixtures;
 pub use hostpulse_proto::patterns;
 pub mod rates;
 pub mod source;

@@ -161,24 +161,10 @@ mod tests {
     use crate::row::Value;
     use std::time::{Duration, Instant};
 
-    fn fixture(name: &str) -> Settings {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/");
-        Settings {
-            roots: Roots::under(format!("{dir}{name}")),
-            ..Settings::default()
-        }
-    }
+    use crate::collect::fixtures::settings as fixture;
 
     fn run_twice(settings: &Settings) -> (Row, Row) {
-        let mut c = Swap::new(settings);
-        let t0 = Instant::now();
-        let mut out = Vec::new();
-        c.collect(&Cycle { ts: 1, at: t0 }, &mut out).unwrap();
-        let at = t0 + Duration::from_secs(2);
-        c.collect(&Cycle { ts: 2, at }, &mut out).unwrap();
-        assert_eq!(out.len(), 2);
-        let second = out.pop().unwrap();
-        (out.pop().unwrap(), second)
+        crate::collect::fixtures::run_twice(&mut Swap::new(settings))
     }
 
     /// A fixture tree in a temporary directory, removed on drop.
