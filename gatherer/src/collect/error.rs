@@ -38,6 +38,23 @@ pub enum CollectError {
     },
 }
 
+impl CollectError {
+    /// The error for an I/O failure on `path`: a missing file is
+    /// [`CollectError::Unavailable`], anything else [`CollectError::Read`].
+    pub fn from_io(path: &std::path::Path, source: std::io::Error) -> Self {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            CollectError::Unavailable {
+                path: path.to_path_buf(),
+            }
+        } else {
+            CollectError::Read {
+                path: path.to_path_buf(),
+                source,
+            }
+        }
+    }
+}
+
 /// Why a parser rejected a file's content.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ParseError {

@@ -5,7 +5,7 @@
 //! a stray byte in an interface name must not hide a whole family, and the
 //! parsers reject whatever no longer makes sense.
 
-use std::io::{ErrorKind, Read};
+use std::io::Read;
 use std::path::Path;
 
 use super::error::CollectError;
@@ -17,7 +17,7 @@ pub fn read_into(path: &Path, buf: &mut String) -> Result<(), CollectError> {
     // reused from cycle to cycle.
     let mut bytes = std::mem::take(buf).into_bytes();
     bytes.clear();
-    let mut file = std::fs::File::open(path).map_err(|e| open_error(path, e))?;
+    let mut file = std::fs::File::open(path).map_err(|e| CollectError::from_io(path, e))?;
     file.read_to_end(&mut bytes)
         .map_err(|source| CollectError::Read {
             path: path.to_path_buf(),
@@ -43,19 +43,6 @@ pub fn read_string(path: &Path) -> Result<String, CollectError> {
 pub fn read_optional(path: &Path) -> Option<String> {
     let bytes = std::fs::read(path).ok()?;
     Some(String::from_utf8_lossy(&bytes).trim().to_string())
-}
-
-fn open_error(path: &Path, source: std::io::Error) -> CollectError {
-    if source.kind() == ErrorKind::NotFound {
-        CollectError::Unavailable {
-            path: path.to_path_buf(),
-        }
-    } else {
-        CollectError::Read {
-            path: path.to_path_buf(),
-            source,
-        }
-    }
 }
 
 /// Converts bytes to text the way [`read_into`] does; property tests feed

@@ -38,7 +38,7 @@ pub mod watch;
 use std::borrow::Cow;
 use std::collections::HashSet;
 use std::io::ErrorKind;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::error::{CollectError, ParseError, parse_u64};
@@ -294,7 +294,7 @@ impl Filesystem {
             }
             if self.use_self {
                 let w = MountWatch::open(&self.self_mountinfo)
-                    .map_err(|e| io_error(&self.self_mountinfo, e))?;
+                    .map_err(|e| CollectError::from_io(&self.self_mountinfo, e))?;
                 self.watch = Some(w);
             }
         }
@@ -310,23 +310,10 @@ impl Filesystem {
             if let Err(e) = watch.read(now, &mut self.buf) {
                 // Reopen next cycle rather than trust a broken handle.
                 self.watch = None;
-                return Err(io_error(&path, e));
+                return Err(CollectError::from_io(&path, e));
             }
         }
         Ok(path)
-    }
-}
-
-fn io_error(path: &Path, source: std::io::Error) -> CollectError {
-    if source.kind() == ErrorKind::NotFound {
-        CollectError::Unavailable {
-            path: path.to_path_buf(),
-        }
-    } else {
-        CollectError::Read {
-            path: path.to_path_buf(),
-            source,
-        }
     }
 }
 
