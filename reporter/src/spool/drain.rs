@@ -6,7 +6,7 @@
 //!   decode each SpooledBatch (self-contained) into rows
 //!   store.write(all of them)
 //!     Ok                -> cursor := after the last one; persist it; trim the spool
-//!     Unavailable       -> wait (exponential backoff with jitter, 100 ms to 30 s), retry the same
+//!     Unavailable       -> wait (exponential backoff with jitter, 100 ms to 5 s), retry the same
 //!     Rejected          -> append the rows to <spool-dir>/rejected-<store>.jsonl, count, move on
 //! ```
 //!
@@ -27,6 +27,11 @@ use prost::Message;
 use super::Shared;
 use crate::sink::AcceptedBatch;
 use crate::store::{Store, StoreError};
+
+/// Longest wait between two attempts on an unavailable store. A retry is one
+/// cheap request; a long ceiling would dominate the catch-up after an outage
+/// (the first attempt after the database returns could be 30 s away).
+pub const RETRY_CEILING: Duration = Duration::from_secs(5);
 
 /// Most batches handed to one `Store::write`.
 pub const MAX_BATCHES: usize = 512;
@@ -99,8 +104,7 @@ impl Drainer {
 
     pub(crate) fn run(mut self) {
         let mut seen = self.shared.generation();
-        let Ok(mut backoff) = Backoff::new(Duration::from_millis(100), Duration::from_secs(30))
-        else {
+        let Ok(mut backoff) = Backoff::new(Duration::from_millis(100), RETRY_CEILING) else {
             return;
         };
         loop {

@@ -71,7 +71,10 @@ pub enum SpoolOpenError {
     },
 }
 
-type Job = (Arc<AcceptedBatch>, oneshot::Sender<Result<(), SinkError>>);
+/// An encoded spool record and where to report its fate. Records are encoded
+/// by the caller (a runtime worker), not by the single writer thread, which
+/// then only appends: at many streams the encoding was its bottleneck.
+type Job = (Vec<u8>, oneshot::Sender<Result<(), SinkError>>);
 
 /// What the writer and the drainers share.
 pub(crate) struct Shared {
@@ -416,13 +419,7 @@ fn writer(shared: &Shared, mut rx: mpsc::Receiver<Job>) {
         let mut appended = Vec::with_capacity(group.len());
         let mut poisoned = false;
         let ran = shared.with_log(|log| {
-            for (batch, done) in group.drain(..) {
-                let record = pb::SpooledBatch {
-                    node: batch.node.to_string(),
-                    batch: Some(batch.stored.clone()),
-                    received_ms: now_ms(),
-                }
-                .encode_to_vec();
+            for (record, done) in group.drain(..) {
                 if shared.full.load(Ordering::Relaxed) || log.bytes() + record.len() as u64 > shared.max_bytes {
                     shared.set_full("size limit");
                     let _ = done.send(Err(SinkError::Full("spool")));
@@ -486,9 +483,15 @@ impl Sink for Spool {
         let queue = Shared::lock(&self.queue).clone();
         Box::pin(async move {
             let queue = queue.ok_or(SinkError::Closed("spool"))?;
+            let record = pb::SpooledBatch {
+                node: batch.node.to_string(),
+                batch: Some(batch.stored.clone()),
+                received_ms: now_ms(),
+            }
+            .encode_to_vec();
             let (done, wait) = oneshot::channel();
             queue
-                .send((batch, done))
+                .send((record, done))
                 .await
                 .map_err(|_| SinkError::Closed("spool"))?;
             wait.await.map_err(|_| SinkError::Closed("spool"))?
