@@ -562,18 +562,18 @@ impl StreamDefs {
         let mut out = batch.clone();
         out.row_keys.clear();
         out.series.clear();
-        let mut keys: Vec<u32> = Vec::new();
-        let mut seen: Vec<u32> = Vec::new();
+        // Sets, not lists: a cycle uses hundreds of series, and a linear
+        // `contains` per series made this quadratic.
+        let mut keys: std::collections::HashSet<u32> = std::collections::HashSet::new();
+        let mut seen: std::collections::HashSet<u32> = std::collections::HashSet::new();
         for id in series_ids(batch) {
             let Some(def) = self.series.get(&id) else {
                 continue;
             };
-            if seen.contains(&id) {
+            if !seen.insert(id) {
                 continue;
             }
-            seen.push(id);
-            if !keys.contains(&def.key_id) {
-                keys.push(def.key_id);
+            if keys.insert(def.key_id) {
                 out.row_keys.push(pb::RowKey {
                     id: def.key_id,
                     table: def.key.table.clone(),
@@ -591,7 +591,7 @@ impl StreamDefs {
             out.series.push(pb::Series {
                 id,
                 row_key: def.key_id,
-                field: def.field.to_string(),
+                field: String::from(&*def.field),
                 kind: def.kind.to_pb(),
             });
         }

@@ -268,6 +268,11 @@ impl Session {
             Ok(End::Closed) => tracing::info!(node = %self.node, "gatherer disconnected"),
             Err(status) => {
                 match status.code() {
+                    // The peer vanished (reset, broken connection): not a verdict on it.
+                    tonic::Code::Unknown | tonic::Code::Cancelled => {
+                        tracing::info!(node = %self.node, message = status.message(), "connection to the gatherer lost");
+                        return;
+                    }
                     tonic::Code::Unavailable | tonic::Code::Aborted => {
                         tracing::info!(node = %self.node, code = ?status.code(), message = status.message(), "stream ended")
                     }
