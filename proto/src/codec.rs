@@ -562,18 +562,18 @@ impl StreamDefs {
         let mut out = batch.clone();
         out.row_keys.clear();
         out.series.clear();
-        // Sets, not lists: a cycle uses hundreds of series, and a linear
-        // `contains` per series made this quadratic.
-        let mut keys: std::collections::HashSet<u32> = std::collections::HashSet::new();
-        let mut seen: std::collections::HashSet<u32> = std::collections::HashSet::new();
-        for id in series_ids(batch) {
+        // Sorted and deduplicated once: a cycle uses hundreds of series, and a
+        // linear `contains` per series made this quadratic.
+        let mut ids: Vec<u32> = series_ids(batch).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut keys: Vec<u32> = Vec::new();
+        for id in ids {
             let Some(def) = self.series.get(&id) else {
                 continue;
             };
-            if !seen.insert(id) {
-                continue;
-            }
-            if keys.insert(def.key_id) {
+            if keys.last() != Some(&def.key_id) && !keys.contains(&def.key_id) {
+                keys.push(def.key_id);
                 out.row_keys.push(pb::RowKey {
                     id: def.key_id,
                     table: def.key.table.clone(),
