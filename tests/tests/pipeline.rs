@@ -572,3 +572,23 @@ fn recycled_streams_rebalance_without_losing_or_duplicating_beyond_the_window() 
         all.len() - unique.len()
     );
 }
+
+#[test]
+fn a_stream_defining_too_many_series_is_refused_with_resource_exhausted() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _r = reporter(
+        port,
+        &dir.path().join("rows.jsonl"),
+        dir.path(),
+        &["--max-series-per-stream", "2"],
+    );
+    let hello = r#"{"hello":{"protocolVersion":1,"nodeId":"greedy"}}"#;
+    // One row key and two series: three definitions, one over the cap.
+    let batch = r#"{"batch":{"sequence":"1","rowKeys":[{"id":0,"table":"load"}],"series":[{"id":0,"rowKey":0,"field":"a","kind":"VALUE_KIND_INT"},{"id":1,"rowKey":0,"field":"b","kind":"VALUE_KIND_INT"}],"groups":[{"seriesDelta":[0,1],"ints":["1","2"]}]}}"#;
+    let text = stream_status(port, &[hello, batch], &[]);
+    assert!(
+        text.contains("ResourceExhausted") && text.contains("more than 2 definitions"),
+        "{text}"
+    );
+}
