@@ -27,3 +27,9 @@ pub(crate) fn run_twice(c: &mut dyn Collector) -> (Row, Row) {
     let second = out.pop().unwrap();
     (out.pop().unwrap(), second)
 }
+
+/// The text of a fixture file, `rel` under `gatherer/tests/fixtures/`.
+pub(crate) fn text(rel: &str) -> String {
+    let path = format!("{}/tests/fixtures/{rel}", env!("CARGO_MANIFEST_DIR"));
+    super::source::read_string(std::path::Path::new(&path)).unwrap()
+}

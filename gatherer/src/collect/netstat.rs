@@ -349,9 +349,7 @@ mod tests {
 
     const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 
-    fn fixture(rel: &str) -> String {
-        source::read_string(std::path::Path::new(&format!("{FIXTURES}/{rel}"))).unwrap()
-    }
+    use crate::collect::fixtures::text as fixture;
 
     #[test]
     fn parses_the_captured_files() {
