@@ -1,0 +1,18 @@
+//! What both hostpulse daemons share to be operated.
+//!
+//! - [`settings`]: flag > `HOSTPULSE_*` variable > `--config` file > default,
+//!   unknown keys refused, `--print-config`.
+//! - [`metrics`]: counters, gauges and latency histograms with Prometheus
+//!   text exposition; [`process`]: this process's own CPU, memory, fds.
+//! - [`admin`]: the `--admin-listen` port: `/metrics`, `/healthz`, and
+//!   optionally gRPC health for kubelet probes.
+//! - [`telemetry`]: logs (text or JSON lines on stderr) and traces (OTLP over
+//!   gRPC, only when `OTEL_EXPORTER_OTLP_ENDPOINT` is set).
+
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod metrics;
+pub mod process;
+pub mod settings;
+pub mod telemetry;
