@@ -43,7 +43,7 @@ samples=$("$G" --once --interval 100ms --log-level warn | python3 -c 'import jso
 # --- gatherer: heap growth. The agent row carries the process's own RSS each
 # cycle: compare it after N cycles and after 10*N cycles of one process.
 read -r rss_n rss_10n < <("$G" --stdout --interval 1ms --cycles $((10 * N)) --log-level warn \
-  | grep -F '"table":"agent"' | python3 -c '
+  | grep -F '"table":"hostpulse_self"' | python3 -c '
 import json, sys
 n = int(sys.argv[1]); i = 0; first = last = 0
 for line in sys.stdin:

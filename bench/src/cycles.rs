@@ -10,7 +10,7 @@
 //!
 //! [`Cycles::collect`] runs every family ([`Family::ALL`], default settings)
 //! the same way, with [`gatherer::run::collect_cycle`], so the rows are
-//! exactly what a gatherer on this host would send, `agent` row included.
+//! exactly what a gatherer on this host would send, `hostpulse_self` row included.
 
 use std::time::{Duration, Instant};
 

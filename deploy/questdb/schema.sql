@@ -364,12 +364,27 @@ CREATE TABLE IF NOT EXISTS "hwmon" (
 ) TIMESTAMP(ts) PARTITION BY DAY WAL TTL 30 DAYS
 DEDUP UPSERT KEYS(ts, node, chip, sensor);
 
--- agent: the gatherer's own health, one row per cycle. `{family}_errors_total`
--- exists for every family; a family the gatherer does not run leaves its
--- column NULL.
-CREATE TABLE IF NOT EXISTS "agent" (
+-- hostpulse_self: the pipeline watching itself. `component` says who wrote
+-- the row:
+-- - `gatherer`: one row per cycle from every node, with its stream. Collection
+--   health (`cycles_total`: a gap downstream is a lost batch; `cycle_seconds`,
+--   `rows`, `families_failed`, `families_disabled`, `{family}_errors_total`,
+--   NULL for a family the gatherer does not run), the process
+--   (`cpu_seconds_total`, `rss_bytes`) and delivery (`samples_*`,
+--   `batches_*`, `buffer_bytes`, `reconnects_total`, `connected`,
+--   `ack_seconds_total`: seconds spent waiting for acknowledgements).
+-- - `reporter`: every --self-interval (10 s) from each reporter replica
+--   (`node` = its --reporter-id), written through its own spool: streams,
+--   batches, samples, acknowledgement time, the spool's bytes and state,
+--   and one extra row per store (tag `store`: sqlite, questdb, jsonl) with
+--   its lag, deliveries, errors and rejections.
+--
+-- Last seen per node = max(ts) WHERE component = 'gatherer'.
+CREATE TABLE IF NOT EXISTS "hostpulse_self" (
     ts TIMESTAMP,
     node SYMBOL CAPACITY 4096,
+    component SYMBOL,
+    store SYMBOL,
     cycles_total LONG,
     cycle_seconds DOUBLE,
     "rows" LONG,
@@ -390,9 +405,34 @@ CREATE TABLE IF NOT EXISTS "agent" (
     system_errors_total LONG,
     hwmon_errors_total LONG,
     cpu_seconds_total DOUBLE,
-    rss_bytes LONG
+    rss_bytes LONG,
+    samples_collected_total LONG,
+    samples_sent_total LONG,
+    batches_sent_total LONG,
+    batches_acked_total LONG,
+    batches_buffered LONG,
+    buffer_bytes LONG,
+    batches_dropped_total LONG,
+    reconnects_total LONG,
+    connected LONG,
+    ack_seconds_total DOUBLE,
+    streams_open LONG,
+    streams_total LONG,
+    batches_total LONG,
+    samples_total LONG,
+    sink_refused_batches_total LONG,
+    unauthenticated_total LONG,
+    spool_bytes LONG,
+    spool_full LONG,
+    spool_appended_batches_total LONG,
+    spool_refused_batches_total LONG,
+    spool_io_errors_total LONG,
+    lag_bytes LONG,
+    rows_total LONG,
+    errors_total LONG,
+    rejected_batches_total LONG
 ) TIMESTAMP(ts) PARTITION BY DAY WAL TTL 30 DAYS
-DEDUP UPSERT KEYS(ts, node);
+DEDUP UPSERT KEYS(ts, node, component, store);
 
 -- node_info: the fleet inventory. The gatherer sends the whole set of facts
 -- at its start and again whenever a fact changes: one host row (the host
@@ -413,13 +453,15 @@ DEDUP UPSERT KEYS(ts, node);
 -- - max(ts) of node_info is the last time the facts were sent (the last
 --   gatherer start or fact change), not the last time the node was heard
 --   from: a healthy, unchanged node sends no node_info rows. Last seen comes
---   from `agent`, which every node sends every cycle: max(ts) of agent (NULL
---   once a node has been silent for longer than agent's 30-day retention).
+--   from `hostpulse_self`, which every node sends every cycle: max(ts) of its
+--   gatherer rows (NULL once a node has been silent for longer than the
+--   table's 30-day retention).
 --
 --   SELECT i.node, i.first_seen, i.facts_sent, a.last_seen
 --   FROM (SELECT node, min(ts) AS first_seen, max(ts) AS facts_sent
 --         FROM node_info GROUP BY node) i
---   LEFT JOIN (SELECT node, max(ts) AS last_seen FROM agent GROUP BY node) a
+--   LEFT JOIN (SELECT node, max(ts) AS last_seen FROM hostpulse_self
+--              WHERE component = 'gatherer' GROUP BY node) a
 --     ON i.node = a.node
 --   ORDER BY a.last_seen;
 --

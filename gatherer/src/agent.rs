@@ -1,11 +1,20 @@
-//! The gatherer's own health, reported as the `agent` table every cycle.
+//! The gatherer's own health, reported as the `hostpulse_self` table every cycle.
 //!
 //! Fields: `cycles_total` (cycles since the process started: a gap in it
 //! downstream is a lost batch), `cycle_seconds` (wall time the last collection took), `rows` (rows
 //! it produced), `families_failed` (families that failed in it),
 //! `families_disabled` (families whose files are missing on this host),
 //! `{family}_errors_total` for every selected family (failed cycles since
-//! start), and the process's own `cpu_seconds_total` and `rss_bytes`.
+//! start), the process's own `cpu_seconds_total` and `rss_bytes`, and
+//! delivery figures from [`crate::metrics`]: `samples_collected_total`,
+//! `samples_sent_total`, `batches_sent_total`, `batches_acked_total`,
+//! `batches_buffered`, `buffer_bytes`, `batches_dropped_total`,
+//! `reconnects_total`, `connected`, `ack_seconds_total`. Tag `component` is
+//! `gatherer` (the reporter writes `reporter` rows into the same table).
+//!
+//! A row reports the delivery figures as they were when its cycle ended: the
+//! batch carrying it is not yet acknowledged, so it counts in
+//! `batches_buffered` of the next row, not its own.
 //!
 //! The process figures come from the gatherer's own `/proc/self/stat`, which
 //! is deliberately not read through `--procfs`: that root is the host's, and
@@ -19,9 +28,9 @@ use procfs::FromRead;
 use crate::collect::Collectors;
 use crate::row::Row;
 
-/// Builds the `agent` row for a cycle.
+/// Builds the `hostpulse_self` row for a cycle.
 pub fn row(ts: i64, cycle: Duration, rows: usize, failed: usize, collectors: &Collectors) -> Row {
-    let mut row = Row::new("agent", ts);
+    let mut row = Row::new("hostpulse_self", ts).tag("component", "gatherer");
     row.int("cycles_total", collectors.cycles());
     row.float("cycle_seconds", cycle.as_secs_f64());
     row.int("rows", rows as u64);
@@ -36,6 +45,22 @@ pub fn row(ts: i64, cycle: Duration, rows: usize, failed: usize, collectors: &Co
         row.float("cpu_seconds_total", own.cpu_seconds);
         row.int("rss_bytes", own.rss_bytes);
     }
+    // Delivery: what the buffer holds and how the stream fares (all zero in
+    // serverless mode but samples_sent_total).
+    let m = crate::metrics::metrics();
+    row.int("samples_collected_total", m.samples_collected.get());
+    row.int("samples_sent_total", m.samples_sent.get());
+    row.int("batches_sent_total", m.batches_sent.get());
+    row.int("batches_acked_total", m.batches_acked.get());
+    row.int("batches_buffered", m.batches_buffered.get().max(0) as u64);
+    row.int("buffer_bytes", m.buffer_bytes.get().max(0) as u64);
+    row.int(
+        "batches_dropped_total",
+        m.batches_dropped.get().max(0) as u64,
+    );
+    row.int("reconnects_total", m.reconnects.get());
+    row.int("connected", m.connected.get().max(0) as u64);
+    row.float("ack_seconds_total", m.ack_seconds.sum_seconds());
     row
 }
 

@@ -116,9 +116,9 @@ pub struct Args {
     #[arg(long, env = "HOSTPULSE_CYCLES")]
     pub cycles: Option<u64>,
 
-    /// Log level on stderr: error, warn, info, debug, trace.
-    #[arg(long, env = "HOSTPULSE_LOG_LEVEL", default_value = "info")]
-    pub log_level: tracing::Level,
+    /// Configuration file, admin port, logs and traces.
+    #[command(flatten)]
+    pub ops: hostpulse_ops::cli::OpsArgs,
 }
 
 /// The parsed `--collectors` list.

@@ -7,7 +7,8 @@
 //! - [`collect`]: one module per metric family, and the [`collect::Collectors`]
 //!   that runs the selected ones each cycle.
 //! - [`json`]: the JSON-lines encoding of rows (serverless mode).
-//! - [`agent`]: the gatherer's own health row (`agent` table).
+//! - [`agent`]: the gatherer's own health row (`hostpulse_self` table), and
+//!   [`metrics`]: the counters behind it and behind `/metrics` on the admin port.
 //! - [`cli`] and [`run`]: the command line and the serverless loop that ties
 //!   collection to output.
 //! - [`stream`]: streaming mode: the buffer of unacknowledged batches, the
@@ -22,6 +23,7 @@ pub mod agent;
 pub mod cli;
 pub mod collect;
 pub mod json;
+pub mod metrics;
 pub mod roots;
 pub mod row;
 pub mod run;

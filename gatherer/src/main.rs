@@ -4,28 +4,84 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
 use gatherer::cli::{self, Args};
 use gatherer::collect::{Collectors, node_info};
 use gatherer::json::Context;
+use gatherer::metrics::metrics;
 use gatherer::run::{self, Options, Stopped};
 use gatherer::stream::buffer::{Buffer, BufferOptions};
 use gatherer::stream::targets::Target;
 use gatherer::stream::{self, SharedBuffer, StreamOptions};
+use hostpulse_ops::metrics::Exposition;
+use hostpulse_ops::settings::{self, SettingsError};
+use hostpulse_ops::{admin, telemetry};
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let loaded = match settings::load::<Args>(std::env::args_os(), &[]) {
+        Ok(l) => l,
+        Err(SettingsError::Clap(e)) => e.exit(),
+        Err(e) => {
+            eprintln!("error: configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if loaded.args.ops.print_config {
+        print!("{}", loaded.render("gatherer", &|_, v| v.to_string()));
+        return ExitCode::SUCCESS;
+    }
+    let args = loaded.args;
     if let Err(e) = cli::check_labels(&args.labels) {
         eprintln!("error: {e}");
         return ExitCode::from(2);
     }
-    tracing_subscriber::fmt()
-        .with_max_level(args.log_level)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
 
+    // One thread is enough: collection is a few hundred microseconds of file
+    // reads per cycle, and a second runtime thread would cost memory on every node.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        // Inside the runtime: the OTLP exporter's connection lives on it.
+        let telemetry = match telemetry::init(
+            "hostpulse-gatherer",
+            args.ops.log_level,
+            args.ops.log_format,
+            args.ops.trace_level,
+        ) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let (stop_admin, admin) = match start_admin(args.ops.admin_listen, args.interval).await {
+            Ok(a) => a,
+            Err(code) => return code,
+        };
+        let code = run(args).await;
+        let _ = stop_admin.send(());
+        if let Some(admin) = admin {
+            let _ = admin.await;
+        }
+        telemetry.shutdown().await;
+        code
+    })
+}
+
+/// Serverless or streaming, until done or signalled.
+async fn run(args: Args) -> ExitCode {
     let settings = args.settings();
     let node = args
         .node_id
@@ -33,7 +89,7 @@ fn main() -> ExitCode {
         .unwrap_or_else(|| node_info::default_node_id(&settings.roots));
     let collectors = Collectors::new(&args.collectors.0, &settings);
     if !args.reporter.is_empty() {
-        return streaming(args, settings, collectors, node);
+        return streaming(args, settings, collectors, node).await;
     }
     let options = Options {
         interval: args.interval,
@@ -44,28 +100,12 @@ fn main() -> ExitCode {
             labels: args.labels.clone(),
         },
     };
-
-    // One thread is enough: collection is a few hundred microseconds of file
-    // reads per cycle, and a second runtime thread would cost memory on every node.
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .enable_io()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = runtime.block_on(async {
-        tracing::info!(
-            node = %options.context.node,
-            interval = ?options.interval,
-            "gatherer started in serverless mode (JSON lines on stdout)"
-        );
-        run::serverless(collectors, options, std::io::stdout(), shutdown_signal()).await
-    });
+    tracing::info!(
+        node = %options.context.node,
+        interval = ?options.interval,
+        "gatherer started in serverless mode (JSON lines on stdout)"
+    );
+    let result = run::serverless(collectors, options, std::io::stdout(), shutdown_signal()).await;
     match result {
         Ok(Stopped::Signal) => {
             tracing::info!("stopping on signal");
@@ -79,8 +119,73 @@ fn main() -> ExitCode {
     }
 }
 
+/// The admin port, when --admin-listen is given: returns the sender that
+/// stops it and its task.
+async fn start_admin(
+    listen: Option<std::net::SocketAddr>,
+    interval: Duration,
+) -> Result<(oneshot::Sender<()>, Option<tokio::task::JoinHandle<()>>), ExitCode> {
+    let (tx, rx) = oneshot::channel::<()>();
+    let Some(addr) = listen else {
+        return Ok((tx, None));
+    };
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        eprintln!("error: --admin-listen {addr}: {e}");
+        ExitCode::FAILURE
+    })?;
+    tracing::info!(
+        listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        "admin port: /metrics, /healthz"
+    );
+    let report = Arc::new(GathererReport {
+        started: Instant::now(),
+        interval,
+    });
+    let task = tokio::spawn(async move {
+        let stop = async {
+            let _ = rx.await;
+        };
+        if let Err(e) = admin::serve(listener, report, None, stop).await {
+            tracing::error!(error = %e, "admin port failed");
+        }
+    });
+    Ok((tx, Some(task)))
+}
+
+/// What the gatherer's admin port reports.
+struct GathererReport {
+    started: Instant,
+    interval: Duration,
+}
+
+impl admin::Report for GathererReport {
+    fn metrics(&self, page: &mut Exposition) {
+        metrics().write(page);
+    }
+
+    /// Unhealthy when collection has stalled: no cycle for three intervals
+    /// plus 30 s. Delivery problems are not liveness problems: a restart would
+    /// not make an unreachable reporter reachable, and the buffer would be
+    /// replayed anyway.
+    fn health(&self) -> Result<(), String> {
+        let interval = self.interval.max(metrics().interval());
+        let limit = interval * 3 + Duration::from_secs(30);
+        let since = metrics()
+            .since_last_cycle()
+            .unwrap_or_else(|| self.started.elapsed());
+        if since > limit {
+            return Err(format!(
+                "no collection cycle completed for {}s (limit {}s)",
+                since.as_secs(),
+                limit.as_secs()
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Streaming mode: to the reporters given with --reporter.
-fn streaming(
+async fn streaming(
     args: Args,
     settings: gatherer::collect::Settings,
     collectors: Collectors,
@@ -107,6 +212,7 @@ fn streaming(
             return ExitCode::FAILURE;
         }
     };
+    metrics().observe_buffer(&buffer);
     let options = StreamOptions {
         targets,
         node_id: node,
@@ -115,30 +221,18 @@ fn streaming(
         families: args.collectors.0.clone(),
         cycles: args.cycles,
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async {
-        tracing::info!(
-            node = %options.node_id, reporters = %args.reporter.join(","),
-            interval = ?options.interval, buffer_dir = ?args.buffer_dir,
-            "gatherer started in streaming mode"
-        );
-        let (tx, rx) = tokio::sync::watch::channel(false);
-        tokio::spawn(async move {
-            shutdown_signal().await;
-            tracing::info!("stopping on signal");
-            let _ = tx.send(true);
-        });
-        stream::run(collectors, settings, SharedBuffer::new(buffer), options, rx).await;
+    tracing::info!(
+        node = %options.node_id, reporters = %args.reporter.join(","),
+        interval = ?options.interval, buffer_dir = ?args.buffer_dir,
+        "gatherer started in streaming mode"
+    );
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("stopping on signal");
+        let _ = tx.send(true);
     });
+    stream::run(collectors, settings, SharedBuffer::new(buffer), options, rx).await;
     ExitCode::SUCCESS
 }
 

@@ -43,20 +43,18 @@ pub enum Stopped {
     OutputClosed,
 }
 
-/// One collection: every family's rows plus the `agent` row.
+/// One collection: every family's rows plus the `hostpulse_self` row.
 pub fn collect_cycle(collectors: &mut Collectors, rows: &mut Vec<Row>) -> Cycle {
+    let _span = tracing::debug_span!("cycle").entered();
     rows.clear();
     let cycle = Cycle::now();
     let started = Instant::now();
     let failed = collectors.collect(&cycle, rows);
     let n = rows.len();
-    rows.push(agent::row(
-        cycle.ts,
-        started.elapsed(),
-        n,
-        failed,
-        collectors,
-    ));
+    let took = started.elapsed();
+    rows.push(agent::row(cycle.ts, took, n, failed, collectors));
+    let samples: usize = rows.iter().map(|r| r.fields.len()).sum();
+    crate::metrics::metrics().cycle_done(took, samples as u64, collectors);
     cycle
 }
 
@@ -117,7 +115,11 @@ fn emit<W: Write>(out: &mut W, buf: &mut String, rows: &[Row], ctx: &Context) ->
         json::write_row(buf, row, ctx);
     }
     match out.write_all(buf.as_bytes()).and_then(|()| out.flush()) {
-        Ok(()) => Ok(true),
+        Ok(()) => {
+            let samples: usize = rows.iter().map(|r| r.fields.len()).sum();
+            crate::metrics::metrics().samples_sent.add(samples as u64);
+            Ok(true)
+        }
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(false),
         Err(e) => Err(e),
     }

@@ -1,5 +1,7 @@
 //! What both hostpulse daemons share to be operated.
 //!
+//! - [`cli`]: the flags both daemons share (`--config`, `--admin-listen`,
+//!   `--log-format`...).
 //! - [`settings`]: flag > `HOSTPULSE_*` variable > `--config` file > default,
 //!   unknown keys refused, `--print-config`.
 //! - [`metrics`]: counters, gauges and latency histograms with Prometheus
@@ -12,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod cli;
 pub mod metrics;
 pub mod process;
 pub mod settings;

@@ -59,11 +59,6 @@ pub struct Args {
     #[arg(long, env = "HOSTPULSE_DRAIN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
 
-    /// The gatherers' configuration file (TOML), re-read on SIGHUP and pushed
-    /// to connected gatherers [default: none; gatherers keep their own settings].
-    #[arg(long, env = "HOSTPULSE_CONFIG")]
-    pub config: Option<PathBuf>,
-
     /// How often the configuration file is checked for changes (a Kubernetes
     /// ConfigMap update, an edit); a change is reloaded as on SIGHUP.
     #[arg(long, env = "HOSTPULSE_CONFIG_CHECK_INTERVAL", default_value = "10s", value_parser = parse_duration)]
@@ -106,9 +101,21 @@ pub struct Args {
     #[arg(long, env = "HOSTPULSE_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
 
-    /// Log level on stderr: error, warn, info, debug, trace.
-    #[arg(long, env = "HOSTPULSE_LOG_LEVEL", default_value = "info")]
-    pub log_level: tracing::Level,
+    /// Apply the QuestDB schema (--questdb required) and exit: 0 once every
+    /// statement succeeded, 1 otherwise (a Kubernetes Job retries). Nothing is served.
+    #[arg(long, env = "HOSTPULSE_APPLY_SCHEMA_AND_EXIT", requires = "questdb")]
+    pub apply_schema_and_exit: bool,
+
+    /// How often the reporter writes its own metrics into the stores (table
+    /// `hostpulse_self`, component `reporter`), through the spool like any batch.
+    #[arg(long, env = "HOSTPULSE_SELF_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    pub self_interval: Duration,
+
+    /// Configuration file (its top-level keys are these flags; its
+    /// `[gatherers]` table is pushed to gatherers and reloaded on SIGHUP and
+    /// on change), admin port, logs and traces.
+    #[command(flatten)]
+    pub ops: hostpulse_ops::cli::OpsArgs,
 }
 
 /// Sizes like `1073741824`, `512MiB`, `1GiB`, `64M` (K/M/G/T are powers of 1024).

@@ -1,9 +1,16 @@
 //! The gatherers' configuration, owned by the reporter.
 //!
-//! A TOML file read at start and again on SIGHUP. Connected gatherers receive
-//! every change live, on their open stream, and apply it without restarting.
+//! The `[gatherers]` table of the reporter's `--config` file (its top-level
+//! keys are the reporter's own flags, see `hostpulse_ops::settings`), read at
+//! start and again on SIGHUP or when the file changes. Connected gatherers
+//! receive every change live, on their open stream, and apply it without
+//! restarting. The reporter's own keys are read at start only: a reload that
+//! finds them changed says so in the log (restart to apply).
 //!
 //! ```toml
+//! spool-dir = "/var/lib/hostpulse/spool"   # the reporter's own settings
+//!
+//! [gatherers]
 //! # Defaults for every gatherer. Absent keys leave the gatherer's own
 //! # command-line value in force.
 //! interval = "10s"
@@ -12,7 +19,7 @@
 //! # Overrides for nodes whose id matches a glob (comma-separated globs
 //! # allowed). The first matching rule wins; its absent keys fall back to the
 //! # defaults above.
-//! [[nodes]]
+//! [[gatherers.nodes]]
 //! match = "db-*"
 //! interval = "5s"
 //! collectors = ["cpu", "memory", "disk", "filesystem", "pressure"]
@@ -57,7 +64,10 @@ pub enum ConfigError {
     Invalid(String),
 }
 
-#[derive(Debug, Deserialize)]
+/// The table pushed to gatherers.
+pub const SECTION: &str = "gatherers";
+
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileFormat {
     interval: Option<String>,
@@ -84,14 +94,14 @@ pub struct Settings {
     pub collectors: Option<Vec<String>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 struct Rule {
     pattern: Patterns,
     settings: Settings,
 }
 
 /// One loaded configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     defaults: Settings,
     rules: Vec<Rule>,
@@ -101,6 +111,8 @@ pub struct Config {
     pub path: Option<PathBuf>,
     /// When it was loaded, Unix milliseconds.
     pub loaded_ms: i64,
+    /// The file's other keys (the reporter's own settings, applied at start only).
+    reporter_keys: toml::Table,
 }
 
 impl Config {
@@ -112,24 +124,32 @@ impl Config {
             generation: 0,
             path: None,
             loaded_ms: now_ms(),
+            reporter_keys: toml::Table::new(),
         }
     }
 
-    /// Parses configuration text.
+    /// Parses the text of a whole configuration file.
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        let file: FileFormat =
-            toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
-        let defaults = settings(file.interval.as_deref(), file.collectors, "top level")?;
+        let mut table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigError::Syntax(e.to_string()))?;
+        let file: FileFormat = match table.remove(SECTION) {
+            None => FileFormat::default(),
+            Some(section) => section
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Syntax(format!("[{SECTION}]: {e}")))?,
+        };
+        let defaults = settings(file.interval.as_deref(), file.collectors, "[gatherers]")?;
         let mut rules = Vec::new();
         for (i, r) in file.nodes.into_iter().enumerate() {
             let pattern = Patterns::parse(&r.pattern);
             if pattern.is_empty() {
                 return Err(ConfigError::Invalid(format!(
-                    "[[nodes]] #{}: `match` is empty",
+                    "[[gatherers.nodes]] #{}: `match` is empty",
                     i + 1
                 )));
             }
-            let where_ = format!("[[nodes]] #{} ({})", i + 1, r.pattern);
+            let where_ = format!("[[gatherers.nodes]] #{} ({})", i + 1, r.pattern);
             rules.push(Rule {
                 pattern,
                 settings: settings(r.interval.as_deref(), r.collectors, &where_)?,
@@ -141,6 +161,7 @@ impl Config {
             generation: 1,
             path: None,
             loaded_ms: now_ms(),
+            reporter_keys: table,
         })
     }
 
@@ -150,7 +171,11 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        let mut config = Config::parse(&text)?;
+        let mut config = Config::parse(&text).map_err(|e| match e {
+            ConfigError::Syntax(m) => ConfigError::Syntax(format!("{}: {m}", path.display())),
+            ConfigError::Invalid(m) => ConfigError::Invalid(format!("{}: {m}", path.display())),
+            other => other,
+        })?;
         config.path = Some(path.to_path_buf());
         Ok(config)
     }
@@ -275,6 +300,17 @@ impl ConfigStore {
         };
         let mut fresh = Config::load(path)?;
         let current = self.current();
+        if fresh.reporter_keys != current.reporter_keys {
+            tracing::warn!(
+                path = %path.display(),
+                "the reporter's own settings changed in the file: they take effect at the next restart ([gatherers] is applied now)"
+            );
+            // Warn once per change, not at every later reload.
+            let mut seen = (*current).clone();
+            seen.reporter_keys = fresh.reporter_keys.clone();
+            self.tx.send_replace(Arc::new(seen));
+        }
+        let current = self.current();
         if fresh.same_content(&current) {
             return Ok(None);
         }
@@ -293,12 +329,14 @@ mod tests {
     fn rules_override_defaults_field_by_field() {
         let c = Config::parse(
             r#"
+            spool-dir = "/elsewhere"
+            [gatherers]
             interval = "10s"
             collectors = ["all"]
-            [[nodes]]
+            [[gatherers.nodes]]
             match = "db-*,cache-?"
             interval = "5s"
-            [[nodes]]
+            [[gatherers.nodes]]
             match = "db-7"
             collectors = ["cpu"]
             "#,
@@ -318,13 +356,20 @@ mod tests {
     #[test]
     fn bad_files_are_refused_with_the_reason() {
         for (text, reason) in [
-            ("interval = \"soon\"", "interval \"soon\""),
-            ("interval = \"1ms\"", "below 10ms"),
-            ("collectors = [\"gpu\"]", "unknown collector \"gpu\""),
-            ("collectors = []", "collectors is empty"),
-            ("intervall = \"1s\"", "unknown field"),
-            ("[[nodes]]\nmatch = \"\"", "`match` is empty"),
-            ("interval = ", "TOML"),
+            ("[gatherers]\ninterval = \"soon\"", "interval \"soon\""),
+            ("[gatherers]\ninterval = \"1ms\"", "below 10ms"),
+            (
+                "[gatherers]\ncollectors = [\"gpu\"]",
+                "unknown collector \"gpu\"",
+            ),
+            ("[gatherers]\ncollectors = []", "collectors is empty"),
+            (
+                "[gatherers]\nintervall = \"1s\"",
+                "unknown field `intervall`",
+            ),
+            ("[[gatherers.nodes]]\nmatch = \"\"", "`match` is empty"),
+            ("gatherers = 3", "[gatherers]"),
+            ("[gatherers]\ninterval = ", "TOML"),
         ] {
             let err = Config::parse(text).unwrap_err().to_string();
             assert!(
@@ -338,18 +383,28 @@ mod tests {
     fn reload_bumps_the_generation_only_on_change_and_survives_bad_files() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("gatherers.toml");
-        std::fs::write(&path, "interval = \"10s\"\n").unwrap();
+        std::fs::write(&path, "[gatherers]\ninterval = \"10s\"\n").unwrap();
         let store = ConfigStore::open(Some(&path)).unwrap();
         let mut rx = store.subscribe();
         assert_eq!(store.current().generation, 1);
         assert_eq!(store.reload().unwrap(), None, "same content");
-        std::fs::write(&path, "# a comment\ninterval = \"10s\"\n").unwrap();
+        std::fs::write(&path, "# a comment\n[gatherers]\ninterval = \"10s\"\n").unwrap();
         assert_eq!(store.reload().unwrap(), None, "comments are not a change");
-        std::fs::write(&path, "interval = \"2s\"\n").unwrap();
+        std::fs::write(
+            &path,
+            "listen = \"0.0.0.0:1\"\n[gatherers]\ninterval = \"10s\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            store.reload().unwrap(),
+            None,
+            "the reporter's own keys are not pushed"
+        );
+        std::fs::write(&path, "[gatherers]\ninterval = \"2s\"\n").unwrap();
         assert_eq!(store.reload().unwrap(), Some(2));
         assert!(rx.has_changed().unwrap());
         assert_eq!(rx.borrow_and_update().for_node("n").interval_ms, 2_000);
-        std::fs::write(&path, "interval = \n").unwrap();
+        std::fs::write(&path, "[gatherers]\ninterval = \n").unwrap();
         assert!(store.reload().is_err());
         assert_eq!(store.current().generation, 2, "the old configuration stays");
     }

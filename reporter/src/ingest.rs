@@ -28,6 +28,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument as _;
 
 use crate::config::Config;
 use crate::registry::{Registry, StreamId};
@@ -65,6 +66,8 @@ pub struct Shared {
     pub limits: StreamLimits,
     /// The spool, when batches go through one (Admin.Status reports it).
     pub spool: Option<Arc<crate::spool::Spool>>,
+    /// Self-metrics of the streams.
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// The `Ingest` service.
@@ -93,17 +96,25 @@ impl pb::ingest_server::Ingest for IngestService {
         let inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(16);
         let shared = Arc::clone(&self.shared);
-        tokio::spawn(async move {
-            let mut session = Session {
-                shared,
-                tx,
-                peer,
-                id: None,
-                node: Arc::from(""),
-            };
-            let result = session.run(inbound).await;
-            session.finish(result).await;
-        });
+        let span = tracing::info_span!(
+            "stream",
+            peer = %peer.map_or_else(|| "unknown".to_string(), |p| p.to_string()),
+            node = tracing::field::Empty,
+        );
+        tokio::spawn(
+            async move {
+                let mut session = Session {
+                    shared,
+                    tx,
+                    peer,
+                    id: None,
+                    node: Arc::from(""),
+                };
+                let result = session.run(inbound).await;
+                session.finish(result).await;
+            }
+            .instrument(span),
+        );
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 }
@@ -157,6 +168,9 @@ impl Session {
         let (id, mut superseded) = self.shared.registry.register(&hello, peer.clone());
         self.id = Some(id);
         self.node = Arc::from(hello.node_id.as_str());
+        tracing::Span::current().record("node", hello.node_id.as_str());
+        self.shared.metrics.streams_open.add(1);
+        self.shared.metrics.streams_opened.inc();
 
         let mut config_rx = self.shared.config.clone();
         let mut sent_config = config_rx.borrow_and_update().for_node(&hello.node_id);
@@ -227,6 +241,8 @@ impl Session {
                         }
                         Some(gatherer_message::Message::Batch(b)) => b,
                     };
+                    let arrived = std::time::Instant::now();
+                    let span = tracing::debug_span!("batch", sequence = batch.sequence, samples = tracing::field::Empty);
                     if batch.sequence == 0 {
                         return Err(Status::invalid_argument("batch sequence 0: sequences start at 1"));
                     }
@@ -236,24 +252,27 @@ impl Session {
                             batch.sequence
                         )));
                     }
-                    let decoded = defs.decode(&batch).map_err(|e| codec_status(&e, batch.sequence))?;
+                    let decoded = span.in_scope(|| defs.decode(&batch)).map_err(|e| codec_status(&e, batch.sequence))?;
                     let samples = decoded.samples as u64;
+                    span.record("samples", samples);
                     let accepted = Arc::new(AcceptedBatch {
                         node: Arc::clone(&self.node),
                         stored: defs.complete(&batch),
                         decoded,
                     });
-                    self.shared
-                        .sink
-                        .write(Arc::clone(&accepted))
-                        .await
-                        .map_err(|e| Status::unavailable(format!("batch {} not stored: {e}", batch.sequence)))?;
+                    if let Err(e) = self.shared.sink.write(Arc::clone(&accepted)).instrument(span).await {
+                        self.shared.metrics.sink_errors.inc();
+                        return Err(Status::unavailable(format!("batch {} not stored: {e}", batch.sequence)));
+                    }
                     last = Some(batch.sequence);
                     self.shared.registry.acked(id, batch.sequence, samples);
                     let ack = pb::Ack { sequence: batch.sequence };
                     if self.send(reporter_message::Message::Ack(ack)).await.is_err() {
                         return Ok(End::Closed);
                     }
+                    self.shared.metrics.ack_seconds.observe(arrived.elapsed());
+                    self.shared.metrics.batches.inc();
+                    self.shared.metrics.samples.add(samples);
                     self.shared.tail.publish(&accepted);
                 }
             }
@@ -263,7 +282,12 @@ impl Session {
     async fn finish(&mut self, result: Result<End, Status>) {
         if let Some(id) = self.id {
             self.shared.registry.deregister(id);
+            self.shared.metrics.streams_open.add(-1);
         }
+        self.shared.metrics.stream_ended(match &result {
+            Ok(_) => tonic::Code::Ok,
+            Err(status) => status.code(),
+        });
         match result {
             Ok(End::Closed) => tracing::info!(node = %self.node, "gatherer disconnected"),
             Err(status) => {

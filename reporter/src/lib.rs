@@ -13,7 +13,9 @@
 //! - [`admin`]: ListNodes, Tail, GetConfig; [`registry`] holds the connected
 //!   streams and [`tail`] the live rows.
 //! - [`store`]: the databases the spool drains into.
-//! - [`config`]: the gatherers' configuration file, reloaded on SIGHUP.
+//! - [`config`]: the `[gatherers]` table of the configuration file, pushed to
+//!   gatherers and reloaded on SIGHUP or change.
+//! - [`metrics`]: self-metrics for `/metrics` and the `hostpulse_self` table.
 //! - [`cli`]: the command line.
 
 #![forbid(unsafe_code)]
@@ -23,6 +25,7 @@ pub mod cli;
 pub mod config;
 pub mod ingest;
 pub mod limits;
+pub mod metrics;
 pub mod registry;
 pub mod server;
 pub mod sink;

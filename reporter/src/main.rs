@@ -6,10 +6,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Parser;
+use hostpulse_ops::settings::{self, SettingsError};
+use hostpulse_ops::telemetry;
 use reporter::cli::Args;
-use reporter::config::ConfigStore;
+use reporter::config::{self, ConfigStore};
 use reporter::ingest::{Shared, StreamLimits};
+use reporter::metrics::{Metrics, ReporterReport, write_self_rows};
 use reporter::registry::Registry;
 use reporter::server::{self, ServerOptions};
 use reporter::sink::{NullSink, Sink};
@@ -23,13 +25,26 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_max_level(args.log_level)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let loaded = match settings::load::<Args>(std::env::args_os(), &[config::SECTION]) {
+        Ok(l) => l,
+        Err(SettingsError::Clap(e)) => e.exit(),
+        Err(e) => {
+            eprintln!("error: configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if loaded.args.ops.print_config {
+        print!("{}", loaded.render("reporter", &redact));
+        if let Some((_, table)) = &loaded.file {
+            if let Some(section) = table.get(config::SECTION) {
+                let mut pushed = toml::Table::new();
+                pushed.insert(config::SECTION.to_string(), section.clone());
+                print!("\n# pushed to gatherers (reloaded on SIGHUP and on change)\n{pushed}");
+            }
+        }
+        return ExitCode::SUCCESS;
+    }
+    let args = loaded.args;
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -40,11 +55,73 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run(args))
+    runtime.block_on(async move {
+        // Inside the runtime: the OTLP exporter's connection lives on it.
+        let telemetry = match telemetry::init(
+            "hostpulse-reporter",
+            args.ops.log_level,
+            args.ops.log_format,
+            args.ops.trace_level,
+        ) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let code = if args.apply_schema_and_exit {
+            apply_schema_and_exit(&args).await
+        } else {
+            run(args).await
+        };
+        telemetry.shutdown().await;
+        code
+    })
+}
+
+/// Hides secrets of a QuestDB configuration string in --print-config.
+fn redact(key: &str, value: &str) -> String {
+    if key != "questdb" {
+        return value.to_string();
+    }
+    value
+        .split(';')
+        .map(|part| match part.split_once('=') {
+            Some((k, _)) if ["password", "token", "token_x", "token_y"].contains(&k.trim()) => {
+                format!("{k}=<redacted>")
+            }
+            _ => part.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
+/// `--apply-schema-and-exit`: for a Kubernetes Job or an install script.
+async fn apply_schema_and_exit(args: &Args) -> ExitCode {
+    let Some(conf) = args.questdb.clone() else {
+        return ExitCode::from(2);
+    };
+    let applied =
+        tokio::task::spawn_blocking(move || questdb::apply_schema(&conf, questdb::SCHEMA_SQL))
+            .await;
+    match applied {
+        Ok(Ok(())) => {
+            tracing::info!("QuestDB schema applied");
+            ExitCode::SUCCESS
+        }
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "could not apply the QuestDB schema");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "applying the QuestDB schema failed");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn run(args: Args) -> ExitCode {
-    let config = match ConfigStore::open(args.config.as_deref()) {
+    let config = match ConfigStore::open(args.ops.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: configuration: {e}");
@@ -103,6 +180,7 @@ async fn run(args: Args) -> ExitCode {
             max_age: args.max_connection_age,
         },
         spool: spool.clone(),
+        metrics: Metrics::default(),
     });
     let options = ServerOptions {
         max_streams: args.max_streams,
@@ -114,6 +192,7 @@ async fn run(args: Args) -> ExitCode {
         max_connection_age_grace: args.max_connection_age_grace,
         keepalive_interval: Duration::from_secs(10),
         keepalive_timeout: Duration::from_secs(10),
+        health: tonic_health::server::HealthReporter::new(),
     };
     let local = listener
         .local_addr()
@@ -121,17 +200,76 @@ async fn run(args: Args) -> ExitCode {
         .unwrap_or_default();
     tracing::info!(
         listen = %local, sink = shared.sink.name(), reporter_id = %reporter_id,
-        config = ?args.config, generation = config.current().generation, "reporter serving"
+        config = ?args.ops.config, generation = config.current().generation, "reporter serving"
     );
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let signals = tokio::spawn(handle_signals(config, stop_tx, args.config_check_interval));
     let shutdown_timeout = args.shutdown_timeout;
+    let health = options.health.clone();
     let shutdown = async move {
         let _ = stop_rx.await;
+        // Readiness fails at once (the admin port keeps answering while the
+        // spool drains), so load balancers stop sending new streams here.
+        health
+            .set_service_status("", tonic_health::ServingStatus::NotServing)
+            .await;
+        health
+            .set_service_status(
+                "hostpulse.v1.Ingest",
+                tonic_health::ServingStatus::NotServing,
+            )
+            .await;
         tracing::info!("shutting down: ending streams after their current batch");
         let _ = shutdown_tx.send(true);
     };
+    // Kubelet's liveness probe asks for "liveness": SERVING while the process
+    // answers at all. Readiness asks for "" (overall), which turns NOT_SERVING
+    // when the spool is full or the reporter stops: a restart would fix
+    // neither, so liveness must not follow it.
+    options
+        .health
+        .set_service_status("liveness", tonic_health::ServingStatus::Serving)
+        .await;
+    let admin = match args.ops.admin_listen {
+        None => None,
+        Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => {
+                tracing::info!(listen = %addr, "admin port: /metrics, /healthz, grpc.health.v1");
+                let report = Arc::new(ReporterReport {
+                    shared: Arc::clone(&shared),
+                });
+                let mut routes =
+                    tonic::service::Routes::new(server::health_service(&options.health));
+                // grpcurl finds the health service without a .proto file.
+                if let Ok(reflection) = tonic_reflection::server::Builder::configure()
+                    .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                    .build_v1alpha()
+                {
+                    routes = routes.add_service(reflection);
+                }
+                let mut stopping = shared.shutdown.clone();
+                Some(tokio::spawn(async move {
+                    // The admin port outlives the gRPC port's shutdown until
+                    // the spool has drained; it stops with the process.
+                    let stop = async move {
+                        let _ = stopping.wait_for(|s| *s).await;
+                        std::future::pending::<()>().await;
+                    };
+                    if let Err(e) =
+                        hostpulse_ops::admin::serve(listener, report, Some(routes), stop).await
+                    {
+                        tracing::error!(error = %e, "admin port failed");
+                    }
+                }))
+            }
+            Err(e) => {
+                eprintln!("error: --admin-listen {addr}: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let self_rows = tokio::spawn(write_self_rows(Arc::clone(&shared), args.self_interval));
     let full = spool.as_ref().map(|s| s.full());
     let served = server::serve(shared, options, listener, full, shutdown);
     tokio::pin!(served);
@@ -139,12 +277,16 @@ async fn run(args: Args) -> ExitCode {
         r = &mut served => r,
     };
     signals.abort();
+    self_rows.abort();
     if let Some(spool) = spool {
         tracing::info!(timeout = ?shutdown_timeout, "draining the spool into the stores");
         let drain_timeout = args.drain_timeout;
         let _ = tokio::task::spawn_blocking(move || spool.shutdown(drain_timeout)).await;
     }
     let _ = shutdown_timeout;
+    if let Some(admin) = admin {
+        admin.abort();
+    }
     match result {
         Ok(()) => {
             tracing::info!("stopped");

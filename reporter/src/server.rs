@@ -35,6 +35,8 @@ pub struct ServerOptions {
     pub keepalive_interval: Duration,
     /// How long a PING may go unanswered.
     pub keepalive_timeout: Duration,
+    /// Health statuses, shared with the admin port's gRPC health service.
+    pub health: tonic_health::server::HealthReporter,
 }
 
 /// Why the server could not start or stopped.
@@ -48,6 +50,16 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
 }
 
+/// A `grpc.health.v1.Health` service answering from `reporter`'s statuses
+/// (the gRPC port and the admin port answer alike).
+pub fn health_service(
+    reporter: &tonic_health::server::HealthReporter,
+) -> tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService> {
+    tonic_health::pb::health_server::HealthServer::new(
+        tonic_health::server::HealthService::from_health_reporter(reporter.clone()),
+    )
+}
+
 /// Serves on `listener` until `shutdown` resolves and every stream has ended.
 pub async fn serve(
     shared: Arc<Shared>,
@@ -56,7 +68,8 @@ pub async fn serve(
     spool_full: Option<watch::Receiver<bool>>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), ServeError> {
-    let (health, health_service) = tonic_health::server::health_reporter();
+    let health = options.health.clone();
+    let health_service = health_service(&health);
     health.set_serving::<IngestServer<IngestService>>().await;
     health.set_serving::<AdminServer<AdminService>>().await;
     if let Some(mut full) = spool_full {

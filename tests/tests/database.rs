@@ -43,7 +43,7 @@ fn gatherer(port: u16, run: &str, dir: &Path, interval: &str) -> Daemon {
 /// The gatherer's `cycles_total` values that reached the database.
 fn db_cycles(tsdb: &Tsdb, run: &str) -> BTreeSet<u64> {
     tsdb.export(&format!(
-        "{{__name__=\"agent_cycles_total\",run=\"{run}\"}}"
+        "{{__name__=\"hostpulse_self_cycles_total\",run=\"{run}\"}}"
     ))
     .into_iter()
     .flat_map(|(_, values, _)| values)
@@ -230,7 +230,7 @@ fn the_embedded_store_is_queryable_and_prunes_old_rows() {
     );
     let g = gatherer(port, "a", dir.path(), "100ms");
     wait_for(Duration::from_secs(30), "rows in SQLite", || {
-        try_sqlite(&db, "select count(*) from agent")
+        try_sqlite(&db, "select count(*) from hostpulse_self")
             .and_then(|n| n.parse::<u64>().ok())
             .unwrap_or(0)
             >= 5

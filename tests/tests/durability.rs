@@ -156,14 +156,14 @@ fn sigterm_stores_everything_acknowledged_before_exiting() {
         dir.path(),
     );
     wait_for(Duration::from_secs(20), "rows flowing", || {
-        sink_rows(&sink).table("agent").len() >= 10
+        sink_rows(&sink).table("hostpulse_self").len() >= 10
     });
     assert!(r.stop().success(), "the reporter exits cleanly on SIGTERM");
     // Everything acknowledged is in the sink: the gatherer's acked count is in
     // its own log, the sink holds at least as many cycles, contiguous from 1.
     let rows = sink_rows(&sink);
     let mut cycles: Vec<u64> = rows
-        .table("agent")
+        .table("hostpulse_self")
         .iter()
         .map(|r| r["fields"]["cycles_total"].as_u64().unwrap())
         .collect();

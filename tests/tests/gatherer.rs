@@ -29,7 +29,7 @@ fn once_on_this_host_reports_every_family_it_has() {
     assert!(out.status.success(), "stderr: {}", out.stderr);
     let rows = &out.rows;
     let mut expected = vec![
-        "agent",
+        "hostpulse_self",
         "cpu",
         "filesystem",
         "load",
@@ -104,7 +104,7 @@ fn once_on_this_host_reports_every_family_it_has() {
         .find(|r| r["tags"]["hostname"].is_string())
         .expect("host facts row");
     assert!(num(host, "logical_cores") >= 1.0, "{host}");
-    let agent = &rows.table("agent")[0];
+    let agent = &rows.table("hostpulse_self")[0];
     assert_eq!(num(agent, "families_failed"), 0.0, "{agent}");
 }
 
@@ -172,7 +172,7 @@ fn a_missing_family_is_disabled_and_the_others_still_report() {
         "{}",
         out.stderr
     );
-    let agent = &out.rows.table("agent")[0];
+    let agent = &out.rows.table("hostpulse_self")[0];
     assert_eq!(num(agent, "families_failed"), 0.0);
     assert!(num(agent, "families_disabled") >= 1.0);
 }
@@ -216,7 +216,7 @@ fn garbage_and_truncated_files_are_counted_errors_not_crashes() {
     for fine in ["load", "disk", "netstat", "filesystem", "node_info"] {
         assert!(!out.rows.table(fine).is_empty(), "{fine} still reports");
     }
-    let agent = &out.rows.table("agent")[0];
+    let agent = &out.rows.table("hostpulse_self")[0];
     assert_eq!(
         num(agent, "memory_errors_total"),
         2.0,
@@ -239,7 +239,7 @@ fn environment_variables_configure_everything() {
         ],
     );
     assert!(out.status.success(), "stderr: {}", out.stderr);
-    assert_eq!(out.rows.tables(), ["agent", "cpu", "load"]);
+    assert_eq!(out.rows.tables(), ["cpu", "hostpulse_self", "load"]);
     for row in &out.rows.0 {
         assert_eq!(row["node"], "web-1");
         assert_eq!(row["tags"]["region"], "eu-west");
@@ -276,7 +276,7 @@ fn stdout_mode_streams_until_sigterm_and_stops_cleanly() {
     while agents < 3 {
         let line = p.read_line().expect("a line before SIGTERM");
         let row: serde_json::Value = serde_json::from_str(&line).unwrap();
-        agents += usize::from(row["table"] == "agent");
+        agents += usize::from(row["table"] == "hostpulse_self");
     }
     p.signal("TERM");
     let status = p.wait(Duration::from_secs(5));
@@ -304,7 +304,7 @@ fn cycles_bounds_the_run() {
         &[],
     );
     assert!(out.status.success());
-    assert_eq!(out.rows.table("agent").len(), 5);
+    assert_eq!(out.rows.table("hostpulse_self").len(), 5);
     // The first cycle has no rates; later ones do.
     let loads = out.rows.table("cpu");
     assert!(

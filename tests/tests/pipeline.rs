@@ -47,7 +47,7 @@ fn gatherer(port: u16, node: &str, run: &str, dir: &Path, extra: &[&str]) -> Dae
 
 /// `cycles_total` of the agent rows of one gatherer run, as a sorted set.
 fn cycles(rows: &Rows, run: &str) -> BTreeSet<u64> {
-    rows.table("agent")
+    rows.table("hostpulse_self")
         .iter()
         .filter(|r| r["tags"]["run"] == run)
         .map(|r| r["fields"]["cycles_total"].as_u64().expect("cycles_total"))
@@ -92,7 +92,7 @@ fn rows_flow_end_to_end_and_operators_see_the_node() {
     });
 
     let rows = sink_rows(&sink);
-    for table in ["load", "memory", "cpu", "agent"] {
+    for table in ["load", "memory", "cpu", "hostpulse_self"] {
         assert!(!rows.table(table).is_empty(), "{table} rows arrive");
     }
     assert!(
@@ -237,7 +237,7 @@ fn a_reloaded_configuration_changes_the_interval_without_reconnecting() {
     let dir = tempfile::tempdir().unwrap();
     let sink = dir.path().join("rows.jsonl");
     let config = dir.path().join("gatherers.toml");
-    std::fs::write(&config, "interval = \"500ms\"\n").unwrap();
+    std::fs::write(&config, "[gatherers]\ninterval = \"500ms\"\n").unwrap();
     let port = free_port();
     let r = reporter(
         port,
@@ -262,19 +262,19 @@ fn a_reloaded_configuration_changes_the_interval_without_reconnecting() {
 
     std::fs::write(
         &config,
-        "interval = \"100ms\"\ncollectors = [\"load\", \"memory\"]\n",
+        "[gatherers]\ninterval = \"100ms\"\ncollectors = [\"load\", \"memory\"]\n",
     )
     .unwrap();
-    let reloaded_at = sink_rows(&sink).table("agent").len();
+    let reloaded_at = sink_rows(&sink).table("hostpulse_self").len();
     r.signal("HUP");
     wait_for(
         Duration::from_secs(20),
         "faster cycles after the reload",
-        || sink_rows(&sink).table("agent").len() >= reloaded_at + 15,
+        || sink_rows(&sink).table("hostpulse_self").len() >= reloaded_at + 15,
     );
     let rows = sink_rows(&sink);
     let ts: Vec<i64> = rows
-        .table("agent")
+        .table("hostpulse_self")
         .iter()
         .map(|r| r["ts"].as_i64().unwrap())
         .collect();
@@ -403,7 +403,7 @@ fn protocol_violations_end_only_their_stream_with_a_precise_status() {
 fn an_edited_configuration_file_is_picked_up_without_a_signal() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("gatherers.toml");
-    std::fs::write(&config, "interval = \"5s\"\n").unwrap();
+    std::fs::write(&config, "[gatherers]\ninterval = \"5s\"\n").unwrap();
     let port = free_port();
     let _r = reporter(
         port,
@@ -425,10 +425,10 @@ fn an_edited_configuration_file_is_picked_up_without_a_signal() {
     };
     assert_eq!(interval(), "5000");
     // A typo is ignored: the previous configuration stays in force.
-    std::fs::write(&config, "interval = \n").unwrap();
+    std::fs::write(&config, "[gatherers]\ninterval = \n").unwrap();
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(interval(), "5000");
-    std::fs::write(&config, "interval = \"2s\"\n").unwrap();
+    std::fs::write(&config, "[gatherers]\ninterval = \"2s\"\n").unwrap();
     wait_for(
         Duration::from_secs(10),
         "the edited file to be picked up",
@@ -559,7 +559,7 @@ fn recycled_streams_rebalance_without_losing_or_duplicating_beyond_the_window() 
     assert!(recycles >= 2, "streams were recycled ({recycles})");
     let rows = sink_rows(&sink);
     let all: Vec<u64> = rows
-        .table("agent")
+        .table("hostpulse_self")
         .iter()
         .map(|r| r["fields"]["cycles_total"].as_u64().unwrap())
         .collect();

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 /// A failure of one family in one cycle.
 ///
-/// The runner logs every error and counts it in the `agent` table; only
+/// The runner logs every error and counts it in the `hostpulse_self` table; only
 /// [`CollectError::Unavailable`] changes behaviour (the family is disabled).
 #[derive(Debug, thiserror::Error)]
 pub enum CollectError {

@@ -209,7 +209,7 @@ impl Family {
         }
     }
 
-    /// The `agent` table's error-counter field for this family.
+    /// The `hostpulse_self` table's error-counter field for this family.
     pub fn errors_field(self) -> &'static str {
         match self {
             Family::Cpu => "cpu_errors_total",
@@ -314,7 +314,7 @@ pub struct Collectors {
     cycles: u64,
 }
 
-/// What one family reported about itself, for the `agent` table.
+/// What one family reported about itself, for the `hostpulse_self` table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FamilyStatus {
     /// The family.
@@ -385,7 +385,7 @@ impl Collectors {
                     failed += 1;
                     slot.errors_total += 1;
                     // Warn once per streak of failures; the counter in the
-                    // `agent` table carries the rest without flooding the log.
+                    // `hostpulse_self` table carries the rest without flooding the log.
                     if slot.failing {
                         tracing::debug!(%family, %error, "collection failed again");
                     } else {

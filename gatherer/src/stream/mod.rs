@@ -173,6 +173,9 @@ async fn collect_loop(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut interval = options.interval;
+    crate::metrics::metrics()
+        .interval_ms
+        .set(interval.as_millis() as i64);
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut rows = Vec::new();
@@ -181,7 +184,12 @@ async fn collect_loop(
         tokio::select! {
             _ = ticker.tick() => {
                 collect_cycle(&mut collectors, &mut rows);
-                let seq = buffer.lock().push(&rows, &options.labels);
+                let seq = {
+                    let mut b = buffer.lock();
+                    let seq = b.push(&rows, &options.labels);
+                    crate::metrics::metrics().observe_buffer(&b);
+                    seq
+                };
                 tracing::debug!(sequence = seq, rows = rows.len(), "batch buffered");
                 buffer.pushed.notify_one();
                 cycles += 1;
@@ -198,6 +206,7 @@ async fn collect_loop(
                 let wanted = if c.interval_ms > 0 { Duration::from_millis(c.interval_ms) } else { options.interval };
                 if wanted != interval {
                     interval = wanted;
+                    crate::metrics::metrics().interval_ms.set(interval.as_millis() as i64);
                     ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
                     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
                 }

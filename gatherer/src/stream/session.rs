@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::codec::CompressionEncoding;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+use tracing::Instrument as _;
 
 use super::backoff::Backoff;
 use super::targets::{Target, Targets};
@@ -51,13 +52,21 @@ pub async fn run(
     let Ok(mut backoff) = Backoff::new(Duration::from_secs(1), Duration::from_secs(30)) else {
         return;
     };
-    loop {
+    let metrics = crate::metrics::metrics();
+    for attempt_no in 0u64.. {
         if *stop.borrow() {
             return;
         }
+        if attempt_no > 0 {
+            metrics.reconnects.inc();
+        }
         let facts = node_info::read_facts(&roots);
-        let outcome = attempt(&mut targets, &buffer, &options, &facts, &config, &mut stop).await;
+        let span = tracing::info_span!("stream", node = %options.node_id, attempt = attempt_no + 1);
+        let outcome = attempt(&mut targets, &buffer, &options, &facts, &config, &mut stop)
+            .instrument(span)
+            .await;
         buffer.lock().set_connected(false);
+        metrics.connected.set(0);
         let delay = match outcome {
             Outcome::Stopped => return,
             Outcome::Recycled(reason) => {
@@ -69,6 +78,7 @@ pub async fn run(
                 established,
                 reason,
             } => {
+                metrics.stream_failures.inc();
                 if established {
                     backoff.reset();
                 }
@@ -142,10 +152,12 @@ async fn attempt(
         apply(config, c);
     }
     buffer.lock().set_connected(true);
+    crate::metrics::metrics().connected.set(1);
     tracing::info!(reporter = %welcome.reporter_id, %addr, host = %target.host, "streaming to reporter");
 
     let mut sent = StreamSent::new();
-    let mut in_flight: VecDeque<u64> = VecDeque::new();
+    // Sequence, when it was written, its samples: for the ack metrics.
+    let mut in_flight: VecDeque<(u64, std::time::Instant, u64)> = VecDeque::new();
     let mut last_sent = buffer.lock().acked();
     let established = |reason: String| Outcome::Failed {
         established: true,
@@ -155,10 +167,14 @@ async fn attempt(
         while in_flight.len() < WINDOW {
             let next = {
                 let mut b = buffer.lock();
-                b.next_after(last_sent)
-                    .map(|(seq, batch)| (seq, sent.wire_batch(b.dictionary(), &batch)))
+                b.next_after(last_sent).map(|(seq, batch)| {
+                    let samples: usize = batch.groups.iter().map(|g| g.series_delta.len()).sum();
+                    (seq, sent.wire_batch(b.dictionary(), &batch), samples as u64)
+                })
             };
-            let Some((seq, wire)) = next else { break };
+            let Some((seq, wire, samples)) = next else {
+                break;
+            };
             if tx
                 .send(message(gatherer_message::Message::Batch(wire)))
                 .await
@@ -166,7 +182,8 @@ async fn attempt(
             {
                 return established("the stream closed while sending".into());
             }
-            in_flight.push_back(seq);
+            in_flight.push_back((seq, std::time::Instant::now(), samples));
+            crate::metrics::metrics().batches_sent.inc();
             last_sent = seq;
         }
         let pushed = buffer.pushed.notified();
@@ -174,13 +191,7 @@ async fn attempt(
             () = pushed => {}
             msg = inbound.message() => match msg {
                 Ok(Some(pb::ReporterMessage { message: Some(m) })) => match m {
-                    reporter_message::Message::Ack(ack) => {
-                        buffer.lock().ack(ack.sequence);
-                        buffer.acked.notify_waiters();
-                        while in_flight.front().is_some_and(|&s| s <= ack.sequence) {
-                            in_flight.pop_front();
-                        }
-                    }
+                    reporter_message::Message::Ack(ack) => acknowledged(buffer, &mut in_flight, ack.sequence),
                     reporter_message::Message::Config(c) => apply(config, c),
                     reporter_message::Message::Welcome(_) => {
                         return established("the reporter sent a second Welcome".into());
@@ -197,11 +208,7 @@ async fn attempt(
                     tokio::select! {
                         msg = inbound.message() => match msg {
                             Ok(Some(pb::ReporterMessage { message: Some(reporter_message::Message::Ack(ack)) })) => {
-                                buffer.lock().ack(ack.sequence);
-                                buffer.acked.notify_waiters();
-                                while in_flight.front().is_some_and(|&s| s <= ack.sequence) {
-                                    in_flight.pop_front();
-                                }
+                                acknowledged(buffer, &mut in_flight, ack.sequence);
                             }
                             Ok(Some(_)) => {}
                             _ => break,
@@ -212,6 +219,31 @@ async fn attempt(
                 return Outcome::Stopped;
             }
         }
+    }
+}
+
+/// A cumulative acknowledgement: frees the buffer up to `sequence` and
+/// records what it covered.
+fn acknowledged(
+    buffer: &SharedBuffer,
+    in_flight: &mut VecDeque<(u64, std::time::Instant, u64)>,
+    sequence: u64,
+) {
+    let metrics = crate::metrics::metrics();
+    {
+        let mut b = buffer.lock();
+        b.ack(sequence);
+        metrics.observe_buffer(&b);
+    }
+    buffer.acked.notify_waiters();
+    while let Some(&(seq, sent_at, samples)) = in_flight.front() {
+        if seq > sequence {
+            break;
+        }
+        in_flight.pop_front();
+        metrics.ack_seconds.observe(sent_at.elapsed());
+        metrics.batches_acked.inc();
+        metrics.samples_sent.add(samples);
     }
 }
 

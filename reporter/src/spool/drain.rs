@@ -146,7 +146,23 @@ impl Drainer {
             {
                 return false;
             }
-            match self.store.write(batches) {
+            let rows: usize = batches.iter().map(|b| b.decoded.rows.len()).sum();
+            let span = tracing::debug_span!(
+                "sink.flush",
+                store = self.name(),
+                batches = batches.len(),
+                rows
+            );
+            let started = Instant::now();
+            let written = span.in_scope(|| self.store.write(batches));
+            let metrics = &self.shared.metrics.stores[self.index];
+            if written.is_ok() {
+                metrics.write.observe(started.elapsed());
+                metrics.rows.add(rows as u64);
+            } else {
+                metrics.errors.inc();
+            }
+            match written {
                 Ok(()) => {
                     backoff.reset();
                     let mut s = self.status();

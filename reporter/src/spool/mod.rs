@@ -31,6 +31,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use hostpulse_ops::metrics::{Counter, Exposition, Histogram, Kind};
 use hostpulse_proto::pb;
 use hostpulse_spool::{CursorFile, Log, Options as LogOptions, Position, Recovery};
 use prost::Message;
@@ -95,6 +96,31 @@ pub(crate) struct Shared {
     /// Drainers stop when this is set and they are caught up (or at the deadline).
     stopping: Mutex<Option<std::time::Instant>>,
     dir: PathBuf,
+    pub(crate) metrics: SpoolMetrics,
+}
+
+/// Self-metrics of the spool (`/metrics`, `hostpulse_self`).
+#[derive(Debug, Default)]
+pub(crate) struct SpoolMetrics {
+    /// One group commit: append of every queued batch plus one fdatasync.
+    pub(crate) commit: Histogram,
+    /// Batches refused because the spool or the disk was full.
+    pub(crate) refused_full: Counter,
+    /// Appends or syncs that failed with an I/O error.
+    pub(crate) io_errors: Counter,
+    /// Per store, in drainer order.
+    pub(crate) stores: Vec<StoreMetrics>,
+}
+
+/// Self-metrics of one store's drainer.
+#[derive(Debug, Default)]
+pub(crate) struct StoreMetrics {
+    /// One `Store::write` call that succeeded.
+    pub(crate) write: Histogram,
+    /// `Store::write` calls that failed (unavailable or rejected).
+    pub(crate) errors: Counter,
+    /// Rows the store confirmed.
+    pub(crate) rows: Counter,
 }
 
 impl Shared {
@@ -267,6 +293,10 @@ impl Spool {
             truncated_bytes: recovery.truncated_bytes,
             stopping: Mutex::new(None),
             dir: options.dir.clone(),
+            metrics: SpoolMetrics {
+                stores: stores.iter().map(|_| StoreMetrics::default()).collect(),
+                ..SpoolMetrics::default()
+            },
         });
         let (queue, rx) = mpsc::channel::<Job>(8192);
         let mut threads = Vec::new();
@@ -346,6 +376,179 @@ impl Spool {
         }
     }
 
+    /// Writes the spool's and each store's metrics (`/metrics`).
+    pub fn write_metrics(&self, page: &mut Exposition) {
+        let status = self.status();
+        let segments = self.shared.with_log(|log| log.segments()).unwrap_or(0);
+        let m = &self.shared.metrics;
+        page.single(
+            "hostpulse_reporter_spool_bytes",
+            Kind::Gauge,
+            "Bytes in the spool (acknowledged, not yet drained into every store).",
+            status.spool_bytes as f64,
+        );
+        page.single(
+            "hostpulse_reporter_spool_max_bytes",
+            Kind::Gauge,
+            "The spool's limit (--spool-max-bytes).",
+            status.spool_max_bytes as f64,
+        );
+        page.single(
+            "hostpulse_reporter_spool_segments",
+            Kind::Gauge,
+            "Segment files in the spool.",
+            segments as f64,
+        );
+        page.single(
+            "hostpulse_reporter_spool_full",
+            Kind::Gauge,
+            "1 while the spool is full and batches are not acknowledged.",
+            f64::from(u8::from(status.spool_full)),
+        );
+        page.single(
+            "hostpulse_reporter_spool_appended_batches_total",
+            Kind::Counter,
+            "Batches made durable in the spool.",
+            status.appended_batches as f64,
+        );
+        page.single(
+            "hostpulse_reporter_spool_refused_batches_total",
+            Kind::Counter,
+            "Batches not acknowledged because the spool or the disk was full.",
+            m.refused_full.get() as f64,
+        );
+        page.single(
+            "hostpulse_reporter_spool_io_errors_total",
+            Kind::Counter,
+            "Spool appends or syncs that failed.",
+            m.io_errors.get() as f64,
+        );
+        page.single(
+            "hostpulse_reporter_spool_quarantined_segments",
+            Kind::Gauge,
+            "Damaged segments set aside at open.",
+            status.quarantined.len() as f64,
+        );
+        page.family(
+            "hostpulse_reporter_spool_commit_seconds",
+            Kind::Histogram,
+            "One group commit: appends plus fdatasync, before the acknowledgements.",
+        );
+        page.histogram("hostpulse_reporter_spool_commit_seconds", &[], &m.commit);
+        let stores: Vec<(&pb::SinkStatus, &StoreMetrics)> =
+            status.sinks.iter().zip(&m.stores).collect();
+        page.family(
+            "hostpulse_reporter_sink_lag_bytes",
+            Kind::Gauge,
+            "Spool bytes the store has not confirmed yet.",
+        );
+        for (s, _) in &stores {
+            page.sample(
+                "hostpulse_reporter_sink_lag_bytes",
+                &[("store", &s.name)],
+                s.lag_bytes as f64,
+            );
+        }
+        page.family(
+            "hostpulse_reporter_sink_batches_total",
+            Kind::Counter,
+            "Batches the store confirmed.",
+        );
+        for (s, _) in &stores {
+            page.sample(
+                "hostpulse_reporter_sink_batches_total",
+                &[("store", &s.name)],
+                s.delivered_batches as f64,
+            );
+        }
+        page.family(
+            "hostpulse_reporter_sink_rows_total",
+            Kind::Counter,
+            "Rows the store confirmed.",
+        );
+        for (s, sm) in &stores {
+            page.sample(
+                "hostpulse_reporter_sink_rows_total",
+                &[("store", &s.name)],
+                sm.rows.get() as f64,
+            );
+        }
+        page.family(
+            "hostpulse_reporter_sink_rejected_batches_total",
+            Kind::Counter,
+            "Batches the store refused for good (kept in rejected-<store>.jsonl).",
+        );
+        for (s, _) in &stores {
+            page.sample(
+                "hostpulse_reporter_sink_rejected_batches_total",
+                &[("store", &s.name)],
+                s.rejected_batches as f64,
+            );
+        }
+        page.family(
+            "hostpulse_reporter_sink_errors_total",
+            Kind::Counter,
+            "Store writes that failed (retried, or split when rejected).",
+        );
+        for (s, sm) in &stores {
+            page.sample(
+                "hostpulse_reporter_sink_errors_total",
+                &[("store", &s.name)],
+                sm.errors.get() as f64,
+            );
+        }
+        page.family(
+            "hostpulse_reporter_sink_write_seconds",
+            Kind::Histogram,
+            "One successful store write (up to 512 batches).",
+        );
+        for (s, sm) in &stores {
+            page.histogram(
+                "hostpulse_reporter_sink_write_seconds",
+                &[("store", &s.name)],
+                &sm.write,
+            );
+        }
+    }
+
+    /// Figures for the reporter's `hostpulse_self` rows: the spool's, and
+    /// each store's (by store name).
+    #[allow(clippy::type_complexity)]
+    pub fn self_fields(
+        &self,
+    ) -> (
+        Vec<(&'static str, u64)>,
+        Vec<(String, Vec<(&'static str, u64)>)>,
+    ) {
+        let status = self.status();
+        let m = &self.shared.metrics;
+        let spool = vec![
+            ("spool_bytes", status.spool_bytes),
+            ("spool_full", u64::from(status.spool_full)),
+            ("spool_appended_batches_total", status.appended_batches),
+            ("spool_refused_batches_total", m.refused_full.get()),
+            ("spool_io_errors_total", m.io_errors.get()),
+        ];
+        let stores = status
+            .sinks
+            .iter()
+            .zip(&m.stores)
+            .map(|(s, sm)| {
+                (
+                    s.name.clone(),
+                    vec![
+                        ("lag_bytes", s.lag_bytes),
+                        ("batches_total", s.delivered_batches),
+                        ("rows_total", sm.rows.get()),
+                        ("errors_total", sm.errors.get()),
+                        ("rejected_batches_total", s.rejected_batches),
+                    ],
+                )
+            })
+            .collect();
+        (spool, stores)
+    }
+
     /// Stops: the writer finishes what is queued; drainers keep draining
     /// until caught up or `drain_timeout` passed. Blocks until they are done.
     pub fn shutdown(&self, drain_timeout: Duration) {
@@ -418,10 +621,14 @@ fn writer(shared: &Shared, mut rx: mpsc::Receiver<Job>) {
         }
         let mut appended = Vec::with_capacity(group.len());
         let mut poisoned = false;
+        let started = std::time::Instant::now();
+        let span = tracing::debug_span!("spool.commit", batches = group.len());
+        let _entered = span.enter();
         let ran = shared.with_log(|log| {
             for (record, done) in group.drain(..) {
                 if shared.full.load(Ordering::Relaxed) || log.bytes() + record.len() as u64 > shared.max_bytes {
                     shared.set_full("size limit");
+                    shared.metrics.refused_full.inc();
                     let _ = done.send(Err(SinkError::Full("spool")));
                     continue;
                 }
@@ -429,10 +636,12 @@ fn writer(shared: &Shared, mut rx: mpsc::Receiver<Job>) {
                     Ok(_) => appended.push(done),
                     Err(e) if e.is_no_space() => {
                         shared.set_full("disk full (ENOSPC)");
+                        shared.metrics.refused_full.inc();
                         let _ = done.send(Err(SinkError::Full("spool")));
                     }
                     Err(e) => {
                         poisoned |= matches!(e, hostpulse_spool::SpoolError::Poisoned);
+                        shared.metrics.io_errors.inc();
                         let _ = done.send(Err(SinkError::Io { sink: "spool", message: e.to_string() }));
                     }
                 }
@@ -443,6 +652,7 @@ fn writer(shared: &Shared, mut rx: mpsc::Receiver<Job>) {
                         shared.set_full("disk full (ENOSPC) on sync");
                     }
                     poisoned = true;
+                    shared.metrics.io_errors.inc();
                     tracing::error!(error = %e, batches = appended.len(), "spool sync failed: batches not acknowledged");
                     for done in appended.drain(..) {
                         let _ = done.send(Err(SinkError::Io { sink: "spool", message: e.to_string() }));
@@ -462,6 +672,7 @@ fn writer(shared: &Shared, mut rx: mpsc::Receiver<Job>) {
             shared.reset_log();
         }
         if !appended.is_empty() {
+            shared.metrics.commit.observe(started.elapsed());
             shared
                 .appended_batches
                 .fetch_add(appended.len() as u64, Ordering::Relaxed);

@@ -1556,10 +1556,10 @@ error in line 1: table: cpu, column: usage_percent; cast error from protocol typ
         assert_eq!(
             sorted,
             [
-                "agent",
                 "cpu",
                 "disk",
                 "filesystem",
+                "hostpulse_self",
                 "hwmon",
                 "load",
                 "memory",

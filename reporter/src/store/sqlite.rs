@@ -7,7 +7,7 @@
 //! # Schema
 //!
 //! Every row-model table (`cpu`, `memory`, `network`, …, `node_info`,
-//! `agent`) is one SQLite table with the same name and three key columns,
+//! `hostpulse_self`) is one SQLite table with the same name and three key columns,
 //! then one column per tag and one per field, added the first time a row
 //! carries them:
 //!
@@ -173,9 +173,9 @@
 //!        datetime(max(ts) / 1000000000, 'unixepoch') AS reported
 //! FROM node_info WHERE hostname IS NOT NULL GROUP BY node;
 //!
-//! -- nodes that stopped reporting (no agent row in 10 minutes)
+//! -- nodes that stopped reporting (no hostpulse_self row in 10 minutes)
 //! SELECT node, datetime(max(ts) / 1000000000, 'unixepoch') AS last_seen
-//! FROM agent GROUP BY node
+//! FROM hostpulse_self GROUP BY node
 //! HAVING max(ts) < (strftime('%s', 'now') - 600) * 1000000000;
 //!
 //! -- busiest disks over the last hour

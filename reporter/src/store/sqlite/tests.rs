@@ -159,7 +159,7 @@ fn rows_are_queryable_with_plain_sql() {
                 &[("mtu", Value::Int(1500)), ("carrier", Value::Int(1))],
             ),
             row(
-                "agent",
+                "hostpulse_self",
                 &[],
                 ts,
                 &[
@@ -261,7 +261,7 @@ fn rows_are_queryable_with_plain_sql() {
     assert_eq!(interface, (None, "eth0".into(), 1500));
     let stale: i64 = conn
         .query_row(
-            "SELECT count(*) FROM (SELECT node FROM agent GROUP BY node \
+            "SELECT count(*) FROM (SELECT node FROM hostpulse_self GROUP BY node \
              HAVING max(ts) < (strftime('%s', 'now') - 600) * 1000000000)",
             [],
             |r| r.get(0),

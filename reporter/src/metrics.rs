@@ -1,0 +1,245 @@
+//! The reporter's self-metrics, and the two places they are read:
+//!
+//! - `/metrics` on the admin port (`--admin-listen`), through [`Report`];
+//! - the `hostpulse_self` table: every `--self-interval` the reporter writes a
+//!   row with tag `component = "reporter"` (plus one per store, tag `store`)
+//!   through its own sink, so its health is stored, drained and deduplicated
+//!   exactly like the gatherers' rows ([`self_rows`], [`write_self_rows`]).
+//!
+//! The stream counters live here; the spool's and stores' live in the spool
+//! (`Spool::write_metrics`), which owns the threads that record them.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hostpulse_ops::admin::Report;
+use hostpulse_ops::metrics::{Counter, Exposition, Gauge, Histogram, Kind};
+use hostpulse_proto::codec::{Dictionary, StreamDefs};
+use hostpulse_proto::row::Row;
+
+use crate::ingest::Shared;
+use crate::sink::AcceptedBatch;
+
+/// Stream counters.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Streams past their Hello, open now.
+    pub streams_open: Gauge,
+    /// Streams accepted since start.
+    pub streams_opened: Counter,
+    /// Streams ended, by gRPC status code (`OK` for a clean close).
+    streams_ended: Mutex<BTreeMap<&'static str, u64>>,
+    /// Batches acknowledged.
+    pub batches: Counter,
+    /// Samples in acknowledged batches.
+    pub samples: Counter,
+    /// From a batch's arrival to its acknowledgement (decode + sink + fsync).
+    pub ack_seconds: Histogram,
+    /// Batches the sink did not take (the stream ended with UNAVAILABLE).
+    pub sink_errors: Counter,
+    /// Streams refused for authentication (TLS client certificate or token).
+    pub unauthenticated: Counter,
+}
+
+impl Metrics {
+    /// Counts a stream's end with `code`.
+    pub fn stream_ended(&self, code: tonic::Code) {
+        let name = code_name(code);
+        *self
+            .streams_ended
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(name)
+            .or_default() += 1;
+    }
+
+    fn ended(&self) -> Vec<(&'static str, u64)> {
+        self.streams_ended
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, v)| (*k, *v))
+            .collect()
+    }
+}
+
+fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code::*;
+    match code {
+        Ok => "OK",
+        Cancelled => "CANCELLED",
+        Unknown => "UNKNOWN",
+        InvalidArgument => "INVALID_ARGUMENT",
+        DeadlineExceeded => "DEADLINE_EXCEEDED",
+        NotFound => "NOT_FOUND",
+        AlreadyExists => "ALREADY_EXISTS",
+        PermissionDenied => "PERMISSION_DENIED",
+        ResourceExhausted => "RESOURCE_EXHAUSTED",
+        FailedPrecondition => "FAILED_PRECONDITION",
+        Aborted => "ABORTED",
+        OutOfRange => "OUT_OF_RANGE",
+        Unimplemented => "UNIMPLEMENTED",
+        Internal => "INTERNAL",
+        Unavailable => "UNAVAILABLE",
+        DataLoss => "DATA_LOSS",
+        Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+/// The admin port's view of a running reporter.
+pub struct ReporterReport {
+    /// What the streams share (metrics, registry, spool, configuration).
+    pub shared: Arc<Shared>,
+}
+
+impl Report for ReporterReport {
+    fn metrics(&self, page: &mut Exposition) {
+        let m = &self.shared.metrics;
+        page.single(
+            "hostpulse_reporter_streams_open",
+            Kind::Gauge,
+            "Gatherer streams open now.",
+            m.streams_open.get() as f64,
+        );
+        page.single(
+            "hostpulse_reporter_streams_total",
+            Kind::Counter,
+            "Gatherer streams accepted (past their Hello).",
+            m.streams_opened.get() as f64,
+        );
+        page.family(
+            "hostpulse_reporter_streams_ended_total",
+            Kind::Counter,
+            "Gatherer streams ended, by gRPC status (OK: the gatherer closed it).",
+        );
+        for (code, n) in m.ended() {
+            page.sample(
+                "hostpulse_reporter_streams_ended_total",
+                &[("code", code)],
+                n as f64,
+            );
+        }
+        page.single(
+            "hostpulse_reporter_batches_total",
+            Kind::Counter,
+            "Batches acknowledged (durable in the spool).",
+            m.batches.get() as f64,
+        );
+        page.single(
+            "hostpulse_reporter_samples_total",
+            Kind::Counter,
+            "Samples in acknowledged batches.",
+            m.samples.get() as f64,
+        );
+        page.single(
+            "hostpulse_reporter_sink_refused_batches_total",
+            Kind::Counter,
+            "Batches the sink did not take (not acknowledged; the gatherer resends).",
+            m.sink_errors.get() as f64,
+        );
+        page.single(
+            "hostpulse_reporter_unauthenticated_total",
+            Kind::Counter,
+            "Requests refused with UNAUTHENTICATED (client certificate or token).",
+            m.unauthenticated.get() as f64,
+        );
+        page.family(
+            "hostpulse_reporter_ack_seconds",
+            Kind::Histogram,
+            "From a batch's arrival to its acknowledgement: decode, spool append and fsync.",
+        );
+        page.histogram("hostpulse_reporter_ack_seconds", &[], &m.ack_seconds);
+        page.single(
+            "hostpulse_reporter_config_generation",
+            Kind::Gauge,
+            "Generation of the gatherers' configuration in force.",
+            self.shared.config.borrow().generation as f64,
+        );
+        if let Some(spool) = &self.shared.spool {
+            spool.write_metrics(page);
+        }
+    }
+
+    fn health(&self) -> Result<(), String> {
+        // Alive as long as it answers: a full spool or an unreachable
+        // database are readiness matters (gRPC health NOT_SERVING), and a
+        // restart would fix neither.
+        Ok(())
+    }
+}
+
+/// The reporter's `hostpulse_self` rows at `ts` (Unix nanoseconds).
+pub fn self_rows(shared: &Shared, ts: i64) -> Vec<Row> {
+    let m = &shared.metrics;
+    let mut row = Row::new("hostpulse_self", ts).tag("component", "reporter");
+    row.int("streams_open", m.streams_open.get().max(0) as u64);
+    row.int("streams_total", m.streams_opened.get());
+    row.int("batches_total", m.batches.get());
+    row.int("samples_total", m.samples.get());
+    row.int("sink_refused_batches_total", m.sink_errors.get());
+    row.int("unauthenticated_total", m.unauthenticated.get());
+    row.float("ack_seconds_total", m.ack_seconds.sum_seconds());
+    if let Some(usage) = hostpulse_ops::process::usage() {
+        row.float("cpu_seconds_total", usage.cpu_seconds);
+        row.int("rss_bytes", usage.rss_bytes);
+    }
+    let mut rows = Vec::new();
+    if let Some(spool) = &shared.spool {
+        let (fields, stores) = spool.self_fields();
+        for (name, value) in fields {
+            row.int(name, value);
+        }
+        rows.push(row);
+        for (store, fields) in stores {
+            let mut r = Row::new("hostpulse_self", ts)
+                .tag("component", "reporter")
+                .tag("store", store);
+            for (name, value) in fields {
+                r.int(name, value);
+            }
+            rows.push(r);
+        }
+    } else {
+        rows.push(row);
+    }
+    rows
+}
+
+/// Writes the reporter's rows through its own sink every `interval`, until
+/// the reporter stops. A batch the sink refuses (spool full) is skipped: self
+/// rows never compete with the gatherers' data for space.
+pub async fn write_self_rows(shared: Arc<Shared>, interval: Duration) {
+    let node: Arc<str> = Arc::from(shared.reporter_id.as_str());
+    let mut shutdown = shared.shutdown.clone();
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    let mut sequence = 0u64;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        sequence += 1;
+        let ts = crate::registry::now_ms().saturating_mul(1_000_000);
+        let rows = self_rows(&shared, ts);
+        // Encoded like a gatherer's batch, so the spool and every store
+        // treat it the same way (one fresh dictionary: self-contained).
+        let mut dict = Dictionary::new();
+        let compact = dict.encode(sequence, &rows, &[]);
+        let batch = dict.complete(&compact);
+        let Ok(decoded) = StreamDefs::new(usize::MAX).decode(&batch) else {
+            tracing::warn!("could not encode the reporter's own rows");
+            continue;
+        };
+        let accepted = Arc::new(AcceptedBatch {
+            node: Arc::clone(&node),
+            decoded,
+            stored: batch,
+        });
+        if let Err(e) = shared.sink.write(accepted).await {
+            tracing::debug!(error = %e, "the reporter's own rows were not stored");
+        }
+    }
+}
