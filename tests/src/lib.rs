@@ -255,12 +255,23 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `name` with `args`, logging to `log_dir/<name>-<n>.log`.
     pub fn start(name: &str, args: &[String], log_dir: &Path) -> Daemon {
+        Daemon::start_with_env(name, args, &[], log_dir)
+    }
+
+    /// Like [`Daemon::start`], with extra environment variables.
+    pub fn start_with_env(
+        name: &str,
+        args: &[String],
+        env: &[(&str, &str)],
+        log_dir: &Path,
+    ) -> Daemon {
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let log = log_dir.join(format!("{name}-{n}.log"));
         let err = std::fs::File::create(&log).expect("log file");
         let child = Command::new(binary(name))
             .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(err)
             .spawn()
