@@ -10,6 +10,7 @@ use gatherer::collect::{Collectors, node_info};
 use gatherer::json::Context;
 use gatherer::run::{self, Options, Stopped};
 use gatherer::stream::buffer::{Buffer, BufferOptions};
+use gatherer::stream::credentials::Credentials;
 use gatherer::stream::targets::Target;
 use gatherer::stream::{self, SharedBuffer, StreamOptions};
 
@@ -96,6 +97,19 @@ fn streaming(
             }
         }
     }
+    let credentials = match Credentials::new(
+        args.tls_ca.clone(),
+        args.tls_cert.clone(),
+        args.tls_key.clone(),
+        args.token_file.clone(),
+        &targets,
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let buffer = match Buffer::open(BufferOptions {
         dir: args.buffer_dir.clone(),
         max_bytes: args.buffer_max_bytes,
@@ -114,6 +128,7 @@ fn streaming(
         interval: args.interval,
         families: args.collectors.0.clone(),
         cycles: args.cycles,
+        credentials,
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

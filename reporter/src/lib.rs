@@ -14,18 +14,27 @@
 //!   streams and [`tail`] the live rows.
 //! - [`store`]: the databases the spool drains into.
 //! - [`config`]: the gatherers' configuration file, reloaded on SIGHUP.
+//! - [`security`]: TLS and authentication flags, checked at start and
+//!   reloaded on SIGHUP or file change: [`tls`] (certificates, client CA),
+//!   [`token`] (bearer tokens), [`acceptor`] (the TLS listener), [`auth`] (the
+//!   layer that refuses unauthenticated calls, deny by default).
 //! - [`cli`]: the command line.
 
 #![forbid(unsafe_code)]
 
+pub mod acceptor;
 pub mod admin;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod ingest;
 pub mod limits;
 pub mod registry;
+pub mod security;
 pub mod server;
 pub mod sink;
 pub mod spool;
 pub mod store;
 pub mod tail;
+pub mod tls;
+pub mod token;

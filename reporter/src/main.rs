@@ -11,6 +11,7 @@ use reporter::cli::Args;
 use reporter::config::ConfigStore;
 use reporter::ingest::{Shared, StreamLimits};
 use reporter::registry::Registry;
+use reporter::security::Security;
 use reporter::server::{self, ServerOptions};
 use reporter::sink::{NullSink, Sink};
 use reporter::spool::{Spool, SpoolOptions};
@@ -48,6 +49,14 @@ async fn run(args: Args) -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // Before the spool: a wrong certificate path stops the reporter at once.
+    let security = match Security::from_args(&args) {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            eprintln!("error: {e}");
             return ExitCode::from(2);
         }
     };
@@ -121,11 +130,13 @@ async fn run(args: Args) -> ExitCode {
         .unwrap_or_default();
     tracing::info!(
         listen = %local, sink = shared.sink.name(), reporter_id = %reporter_id,
-        config = ?args.config, generation = config.current().generation, "reporter serving"
+        config = ?args.config, generation = config.current().generation,
+        security = security.describe(), "reporter serving"
     );
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let signals = tokio::spawn(handle_signals(config, stop_tx, args.config_check_interval));
+    let reloader = security.spawn_reloader(args.config_check_interval);
     let shutdown_timeout = args.shutdown_timeout;
     let shutdown = async move {
         let _ = stop_rx.await;
@@ -133,12 +144,13 @@ async fn run(args: Args) -> ExitCode {
         let _ = shutdown_tx.send(true);
     };
     let full = spool.as_ref().map(|s| s.full());
-    let served = server::serve(shared, options, listener, full, shutdown);
+    let served = server::serve(shared, options, listener, full, &security, shutdown);
     tokio::pin!(served);
     let result = tokio::select! {
         r = &mut served => r,
     };
     signals.abort();
+    reloader.abort();
     if let Some(spool) = spool {
         tracing::info!(timeout = ?shutdown_timeout, "draining the spool into the stores");
         let drain_timeout = args.drain_timeout;

@@ -20,6 +20,7 @@
 
 pub use hostpulse_proto::backoff;
 pub mod buffer;
+pub mod credentials;
 pub mod session;
 pub mod targets;
 
@@ -84,6 +85,8 @@ pub struct StreamOptions {
     pub families: Vec<Family>,
     /// Stop after this many cycles, once they are acknowledged (tests, benchmarks).
     pub cycles: Option<u64>,
+    /// TLS trust, client certificate and bearer token.
+    pub credentials: credentials::Credentials,
 }
 
 /// Runs collection and the session until `shutdown` flips to true (or the
