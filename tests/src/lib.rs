@@ -620,6 +620,15 @@ fn futures_pending(
     }
 }
 
+/// `openssl req` arguments for a new, unencrypted P-256 key.
+const NEW_KEY: [&str; 5] = [
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+    "-nodes",
+];
+
 /// Test certificates, made with the real `openssl` command (as the README
 /// tells operators to): CA `ca1` issues the reporter's certificate `server`
 /// (SAN 127.0.0.1 and localhost) and the gatherers' `client`; CA `ca2` issues
@@ -663,11 +672,11 @@ impl Pki {
         self.openssl(&[
             "req",
             "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
+            NEW_KEY[0],
+            NEW_KEY[1],
+            NEW_KEY[2],
+            NEW_KEY[3],
+            NEW_KEY[4],
             "-keyout",
             &self.key(name),
             "-out",
@@ -698,11 +707,11 @@ impl Pki {
         self.openssl(&[
             "req",
             "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
+            NEW_KEY[0],
+            NEW_KEY[1],
+            NEW_KEY[2],
+            NEW_KEY[3],
+            NEW_KEY[4],
             "-keyout",
             &self.key(name),
             "-out",

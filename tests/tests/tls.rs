@@ -27,6 +27,14 @@ fn reporter(port: u16, dir: &Path, security: &[&str]) -> Daemon {
     d
 }
 
+/// A reporter serving TLS with the PKI's `server` certificate, plus `extra` flags.
+fn tls_reporter(port: u16, dir: &Path, pki: &Pki, extra: &[&str]) -> Daemon {
+    let (cert, key) = (pki.pem("server"), pki.key("server"));
+    let mut flags = vec!["--tls-cert", &cert, "--tls-key", &key];
+    flags.extend_from_slice(extra);
+    reporter(port, dir, &flags)
+}
+
 /// A gatherer (node `node`, tagged `run=node`) streaming to `url`.
 fn gatherer(url: &str, node: &str, dir: &Path, security: &[&str]) -> Daemon {
     let mut args = s(&[
@@ -65,19 +73,8 @@ fn mutual_tls_streams_and_refuses_gatherers_without_a_valid_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::new(dir.path());
     let port = free_port();
-    let (cert, key, ca) = (pki.pem("server"), pki.key("server"), pki.pem("ca1"));
-    let r = reporter(
-        port,
-        dir.path(),
-        &[
-            "--tls-cert",
-            &cert,
-            "--tls-key",
-            &key,
-            "--tls-client-ca",
-            &ca,
-        ],
-    );
+    let ca = pki.pem("ca1");
+    let r = tls_reporter(port, dir.path(), &pki, &["--tls-client-ca", &ca]);
     let url = format!("https://127.0.0.1:{port}");
     let (client, client_key) = (pki.pem("client"), pki.key("client"));
     let _good = gatherer(
@@ -157,16 +154,7 @@ fn wrong_trust_and_wrong_schemes_are_explained() {
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::new(dir.path());
     let port = free_port();
-    let r = reporter(
-        port,
-        dir.path(),
-        &[
-            "--tls-cert",
-            &pki.pem("server"),
-            "--tls-key",
-            &pki.key("server"),
-        ],
-    );
+    let r = tls_reporter(port, dir.path(), &pki, &[]);
     let ca2 = pki.pem("ca2");
     let wrong_ca = gatherer(
         &format!("https://127.0.0.1:{port}"),
@@ -226,17 +214,11 @@ fn bearer_tokens_are_required_and_rotate() {
     let tokens = dir.path().join("tokens");
     std::fs::write(&tokens, "old-secret-1\n\nnew-secret-2\n").unwrap();
     let port = free_port();
-    let r = reporter(
+    let r = tls_reporter(
         port,
         dir.path(),
-        &[
-            "--tls-cert",
-            &pki.pem("server"),
-            "--tls-key",
-            &pki.key("server"),
-            "--token-file",
-            tokens.to_str().unwrap(),
-        ],
+        &pki,
+        &["--token-file", tokens.to_str().unwrap()],
     );
     let url = format!("https://127.0.0.1:{port}");
     let ca = pki.pem("ca1");
@@ -332,18 +314,7 @@ fn grpcurl_works_with_tls_and_health_stays_open() {
     let pki = Pki::new(dir.path());
     let port = free_port();
     let ca = pki.pem("ca1");
-    let _r = reporter(
-        port,
-        dir.path(),
-        &[
-            "--tls-cert",
-            &pki.pem("server"),
-            "--tls-key",
-            &pki.key("server"),
-            "--tls-client-ca",
-            &ca,
-        ],
-    );
+    let _r = tls_reporter(port, dir.path(), &pki, &["--tls-client-ca", &ca]);
     let addr = format!("127.0.0.1:{port}");
     let (client, client_key) = (pki.pem("client"), pki.key("client"));
     let mtls = ["-cacert", &ca, "-cert", &client, "-key", &client_key];
@@ -393,15 +364,11 @@ fn certificates_reload_on_sighup_and_a_bad_one_keeps_the_old() {
     std::fs::copy(pki.pem("server"), &cert).unwrap();
     std::fs::copy(pki.key("server"), &key).unwrap();
     let port = free_port();
+    let (cert_flag, key_flag) = (cert.display().to_string(), key.display().to_string());
     let r = reporter(
         port,
         dir.path(),
-        &[
-            "--tls-cert",
-            cert.to_str().unwrap(),
-            "--tls-key",
-            key.to_str().unwrap(),
-        ],
+        &["--tls-cert", &cert_flag, "--tls-key", &key_flag],
     );
     let addr = format!("127.0.0.1:{port}");
     let health = |ca: &str| {
