@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
+use rustls::pki_types::CertificateDer;
 use tonic::Status;
 use tonic::body::Body;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
@@ -106,12 +107,13 @@ impl Policy {
                 .is_some_and(|t| t.current().client_ca.is_some())
     }
 
-    /// The decision for one call: `path` is the request's path, `tls` the
-    /// connection's TLS information, `authorization` the header's value.
+    /// The decision for one call: `path` is the request's path,
+    /// `client_chain` the certificates the client presented in the TLS
+    /// handshake (leaf first), `authorization` the header's value.
     pub fn check(
         &self,
         path: &str,
-        tls: Option<&TlsConnectInfo<TcpConnectInfo>>,
+        client_chain: Option<&[CertificateDer<'_>]>,
         authorization: Option<&[u8]>,
     ) -> Result<(), Refusal> {
         if OPEN_SERVICES.iter().any(|open| path.starts_with(open)) {
@@ -122,8 +124,7 @@ impl Policy {
             .as_ref()
             .and_then(|t| t.current().client_ca.clone())
         {
-            let certs = tls.and_then(TlsConnectInfo::peer_certs);
-            ca.check(certs.as_deref().map(Vec::as_slice))?;
+            ca.check(client_chain)?;
         }
         if let Some(tokens) = &self.tokens {
             let presented = authorization
@@ -197,12 +198,19 @@ where
     }
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        let tls = request.extensions().get::<TlsConnectInfo<TcpConnectInfo>>();
+        let chain = request
+            .extensions()
+            .get::<TlsConnectInfo<TcpConnectInfo>>()
+            .and_then(TlsConnectInfo::peer_certs);
         let authorization = request
             .headers()
             .get(http::header::AUTHORIZATION)
             .map(http::HeaderValue::as_bytes);
-        match self.policy.check(request.uri().path(), tls, authorization) {
+        match self.policy.check(
+            request.uri().path(),
+            chain.as_deref().map(Vec::as_slice),
+            authorization,
+        ) {
             Ok(()) => {
                 // The clone that was polled ready is the one to call.
                 let clone = self.inner.clone();
@@ -234,4 +242,139 @@ fn peer_addr<B>(request: &http::Request<B>) -> Option<SocketAddr> {
             ext.get::<TlsConnectInfo<TcpConnectInfo>>()
                 .and_then(|i| i.get_ref().remote_addr())
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::TlsFiles;
+    use rustls::pki_types::pem::PemObject;
+
+    fn chain(pki: &e2e::Pki, name: &str) -> Vec<CertificateDer<'static>> {
+        CertificateDer::pem_file_iter(pki.pem(name))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    fn policy(
+        pki: &e2e::Pki,
+        client_ca: bool,
+        tokens: Option<&str>,
+    ) -> (Policy, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let tls = TlsState::open(TlsFiles {
+            cert: pki.pem("server").into(),
+            key: pki.key("server").into(),
+            client_ca: client_ca.then(|| pki.pem("ca1").into()),
+        })
+        .unwrap();
+        let tokens = tokens.map(|t| {
+            let path = dir.path().join("tokens");
+            std::fs::write(&path, t).unwrap();
+            Arc::new(TokenState::open(path).unwrap())
+        });
+        let policy = Policy {
+            tls: Some(Arc::new(tls)),
+            tokens,
+            stats: Arc::default(),
+        };
+        (policy, dir)
+    }
+
+    #[test]
+    fn client_certificates_are_judged_against_the_client_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = e2e::Pki::new(dir.path());
+        let (policy, _t) = policy(&pki, true, None);
+        let admin = "/hostpulse.v1.Admin/ListNodes";
+        assert_eq!(
+            policy.check(admin, Some(&chain(&pki, "client")), None),
+            Ok(())
+        );
+        assert_eq!(
+            policy.check(admin, None, None),
+            Err(Refusal::ClientCert(ClientCertRejection::Missing))
+        );
+        assert_eq!(
+            policy.check(admin, Some(&[]), None),
+            Err(Refusal::ClientCert(ClientCertRejection::Missing))
+        );
+        let Err(Refusal::ClientCert(ClientCertRejection::Invalid(why))) =
+            policy.check(admin, Some(&chain(&pki, "rogue")), None)
+        else {
+            panic!("another CA's certificate accepted");
+        };
+        assert!(why.contains("UnknownIssuer"), "{why}");
+        // A certificate of the right CA but for servers only is not a client's.
+        assert!(matches!(
+            policy.check(admin, Some(&chain(&pki, "server")), None),
+            Err(Refusal::ClientCert(ClientCertRejection::Invalid(_)))
+        ));
+    }
+
+    #[test]
+    fn everything_but_health_and_reflection_is_protected() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = e2e::Pki::new(dir.path());
+        let (policy, _t) = policy(&pki, true, Some("t0k\n"));
+        for open in [
+            "/grpc.health.v1.Health/Check",
+            "/grpc.health.v1.Health/Watch",
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        ] {
+            assert_eq!(policy.check(open, None, None), Ok(()), "{open}");
+        }
+        // Deny by default: paths no one listed, lookalikes, a future service.
+        for closed in [
+            "/hostpulse.v1.Ingest/Stream",
+            "/hostpulse.v1.Admin/Tail",
+            "/hostpulse.v2.Something/New",
+            "/grpc.health.v1.Healthy/Check",
+            "/",
+            "",
+        ] {
+            assert!(
+                policy.check(closed, None, Some(b"Bearer t0k")).is_err(),
+                "{closed}"
+            );
+        }
+        // Both credentials are required when both are configured.
+        let good = chain(&pki, "client");
+        let ingest = "/hostpulse.v1.Ingest/Stream";
+        assert_eq!(
+            policy.check(ingest, Some(&good), Some(b"Bearer t0k")),
+            Ok(())
+        );
+        assert_eq!(
+            policy.check(ingest, Some(&good), None),
+            Err(Refusal::MissingToken)
+        );
+        assert_eq!(
+            policy.check(ingest, Some(&good), Some(b"Bearer t0kk")),
+            Err(Refusal::InvalidToken)
+        );
+        assert!(matches!(
+            policy.check(ingest, None, Some(b"Bearer t0k")),
+            Err(Refusal::ClientCert(ClientCertRejection::Missing))
+        ));
+    }
+
+    #[test]
+    fn without_a_client_ca_or_tokens_nothing_is_required() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = e2e::Pki::new(dir.path());
+        let (policy, _t) = policy(&pki, false, None);
+        assert!(!policy.requires_credentials());
+        assert_eq!(
+            policy.check("/hostpulse.v1.Ingest/Stream", None, None),
+            Ok(())
+        );
+        assert!(
+            Policy::default()
+                .check("/hostpulse.v1.Admin/Status", None, None)
+                .is_ok()
+        );
+    }
 }

@@ -12,8 +12,8 @@
 //! Which calls are protected is [`crate::auth`]'s business (deny by default).
 
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use tokio::signal::unix::{SignalKind, signal};
@@ -117,9 +117,9 @@ impl Security {
         let stats = &self.stats;
         if let Some(state) = self.tls.as_ref().filter(|_| tls) {
             match state.reload() {
-                Ok(()) => {
+                Ok(_) => {
                     stats.reloads_total.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(cert = %state.files().cert.display(), "TLS material reloaded; new connections use it");
+                    tracing::info!(cert = %state.source().cert.display(), "TLS material reloaded; new connections use it");
                 }
                 Err(e) => {
                     stats.reload_failures_total.fetch_add(1, Ordering::Relaxed);
@@ -129,9 +129,9 @@ impl Security {
         }
         if let Some(state) = self.tokens.as_ref().filter(|_| tokens) {
             match state.reload() {
-                Ok(n) => {
+                Ok(tokens) => {
                     stats.reloads_total.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(tokens = n, "token file reloaded");
+                    tracing::info!(tokens = tokens.len(), "token file reloaded");
                 }
                 Err(e) => {
                     stats.reload_failures_total.fetch_add(1, Ordering::Relaxed);
@@ -181,14 +181,14 @@ impl Security {
 
     fn fingerprints(&self) -> (Vec<Option<Fingerprint>>, Option<Fingerprint>) {
         let tls = self.tls.as_ref().map_or_else(Vec::new, |t| {
-            let f = t.files();
+            let f = t.source();
             let mut paths = vec![fingerprint(&f.cert), fingerprint(&f.key)];
             if let Some(ca) = &f.client_ca {
                 paths.push(fingerprint(ca));
             }
             paths
         });
-        let tokens = self.tokens.as_ref().and_then(|t| fingerprint(t.path()));
+        let tokens = self.tokens.as_ref().and_then(|t| fingerprint(t.source()));
         (tls, tokens)
     }
 }
@@ -201,4 +201,50 @@ fn fingerprint(path: &Path) -> Option<Fingerprint> {
     use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(path).ok()?;
     Some((m.len(), m.modified().ok()?, m.ino()))
+}
+
+/// Something read from files that can be read again.
+pub trait Load: Sized {
+    /// Where it is read from.
+    type Source;
+    /// Why reading failed.
+    type Error;
+    /// Reads it.
+    fn load(source: &Self::Source) -> Result<Self, Self::Error>;
+}
+
+/// A value read from files, replaced as a whole when a reload succeeds and
+/// kept as it was when one fails.
+#[derive(Debug)]
+pub struct Reloadable<T: Load> {
+    source: T::Source,
+    current: RwLock<Arc<T>>,
+}
+
+impl<T: Load> Reloadable<T> {
+    /// Reads it once; an error here stops the reporter at start.
+    pub fn open(source: T::Source) -> Result<Self, T::Error> {
+        let value = T::load(&source)?;
+        Ok(Reloadable {
+            source,
+            current: RwLock::new(Arc::new(value)),
+        })
+    }
+
+    /// The value in force.
+    pub fn current(&self) -> Arc<T> {
+        Arc::clone(&self.current.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Reads it again; on error the previous value stays in force.
+    pub fn reload(&self) -> Result<Arc<T>, T::Error> {
+        let fresh = Arc::new(T::load(&self.source)?);
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::clone(&fresh);
+        Ok(fresh)
+    }
+
+    /// Where it is read from.
+    pub fn source(&self) -> &T::Source {
+        &self.source
+    }
 }

@@ -12,9 +12,10 @@
 //! logged.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
 
 use subtle::ConstantTimeEq;
+
+use crate::security::{Load, Reloadable};
 
 /// Why a token file cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -107,39 +108,14 @@ impl Tokens {
 }
 
 /// The tokens in force, replaced as a whole on a successful reload.
-#[derive(Debug)]
-pub struct TokenState {
-    path: PathBuf,
-    current: RwLock<Arc<Tokens>>,
-}
+pub type TokenState = Reloadable<Tokens>;
 
-impl TokenState {
-    /// Loads the file once; an error here stops the reporter at start.
-    pub fn open(path: PathBuf) -> Result<Self, TokenError> {
-        let tokens = Tokens::load(&path)?;
-        Ok(TokenState {
-            path,
-            current: RwLock::new(Arc::new(tokens)),
-        })
-    }
+impl Load for Tokens {
+    type Source = PathBuf;
+    type Error = TokenError;
 
-    /// The tokens accepted now.
-    pub fn current(&self) -> Arc<Tokens> {
-        Arc::clone(&self.current.read().unwrap_or_else(|p| p.into_inner()))
-    }
-
-    /// Reads the file again; on error the previous tokens stay. Returns how
-    /// many tokens are accepted now.
-    pub fn reload(&self) -> Result<usize, TokenError> {
-        let fresh = Tokens::load(&self.path)?;
-        let n = fresh.len();
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(fresh);
-        Ok(n)
-    }
-
-    /// The file, for change detection.
-    pub fn path(&self) -> &Path {
-        &self.path
+    fn load(path: &PathBuf) -> Result<Tokens, TokenError> {
+        Tokens::load(path)
     }
 }
 
@@ -204,7 +180,7 @@ mod tests {
         std::fs::write(&path, "one\n").unwrap();
         let state = TokenState::open(path.clone()).unwrap();
         std::fs::write(&path, "one\ntwo\n").unwrap();
-        assert_eq!(state.reload().unwrap(), 2);
+        assert_eq!(state.reload().unwrap().len(), 2);
         std::fs::write(&path, "\n").unwrap();
         assert!(state.reload().is_err());
         assert!(state.current().accepts(b"two"));
