@@ -145,8 +145,80 @@ fn mutual_tls_streams_and_refuses_gatherers_without_a_valid_certificate() {
     );
     assert_eq!(rows_of(dir.path(), "no-cert"), 0);
     assert_eq!(rows_of(dir.path(), "rogue"), 0);
+    // Operators see the mTLS peer as for plaintext ones.
+    let (ok, out, err) = grpcurl(&[
+        "-cacert",
+        &ca,
+        "-cert",
+        &client,
+        "-key",
+        &client_key,
+        &format!("127.0.0.1:{port}"),
+        "hostpulse.v1.Admin/ListNodes",
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("\"nodeId\": \"good\"") && out.contains("\"peer\": \"127.0.0.1:"),
+        "{out}"
+    );
     // A refused gatherer keeps its batches and keeps retrying.
     assert!(no_cert.log_text().contains("buffered_batches="));
+    assert!(
+        r.stop().success(),
+        "a TLS reporter stops cleanly on SIGTERM"
+    );
+}
+
+#[test]
+fn a_refused_gatherer_delivers_its_batches_once_its_certificate_is_fixed() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    let port = free_port();
+    let ca = pki.pem("ca1");
+    let _r = tls_reporter(port, dir.path(), &pki, &["--tls-client-ca", &ca]);
+    // The gatherer's own files, as a mounted Secret: first another CA's.
+    let (cert, key) = (dir.path().join("node.crt"), dir.path().join("node.key"));
+    std::fs::copy(pki.pem("rogue"), &cert).unwrap();
+    std::fs::copy(pki.key("rogue"), &key).unwrap();
+    let (cert_flag, key_flag) = (cert.display().to_string(), key.display().to_string());
+    let g = gatherer(
+        &format!("https://127.0.0.1:{port}"),
+        "fixed",
+        dir.path(),
+        &[
+            "--tls-ca",
+            &ca,
+            "--tls-cert",
+            &cert_flag,
+            "--tls-key",
+            &key_flag,
+            "--buffer-dir",
+            &dir.path().join("buffer").display().to_string(),
+        ],
+    );
+    wait_log(
+        &g,
+        "the first refusal",
+        "Unauthenticated: the client certificate is not accepted",
+    );
+    std::fs::copy(pki.key("client"), &key).unwrap();
+    std::fs::copy(pki.pem("client"), &cert).unwrap();
+    // The next retry reads the new files; what was collected meanwhile arrives.
+    wait_log(
+        &g,
+        "the stream with the new certificate",
+        "streaming to reporter",
+    );
+    wait_for(Duration::from_secs(30), "the buffered cycles", || {
+        let rows = sink_rows(&dir.path().join("rows.jsonl"));
+        let cycles: Vec<u64> = rows
+            .table("agent")
+            .iter()
+            .filter(|r| r["node"] == "fixed")
+            .filter_map(|r| r["fields"]["cycles_total"].as_u64())
+            .collect();
+        cycles.contains(&1) && cycles.len() >= 10
+    });
 }
 
 #[test]
