@@ -426,7 +426,7 @@ fn grpcurl_works_with_tls_and_health_stays_open() {
 }
 
 #[test]
-fn certificates_reload_on_sighup_and_a_bad_one_keeps_the_old() {
+fn certificates_reload_on_sighup_and_file_change_and_a_bad_one_keeps_the_old() {
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::new(dir.path());
     // The reporter's files live apart, as a mounted Secret would.
@@ -490,6 +490,19 @@ fn certificates_reload_on_sighup_and_a_bad_one_keeps_the_old() {
         || refusals() > before,
     );
     assert!(health("ca2"), "the previous certificate still serves");
+
+    // No signal at all: a changed file is noticed by the periodic check
+    // (cert-manager renewing a Secret).
+    let reloads = || r.log_text().matches("TLS material reloaded").count();
+    let before = reloads();
+    std::fs::copy(pki.key("server"), &key).unwrap();
+    std::fs::copy(pki.pem("server"), &cert).unwrap();
+    wait_for(
+        Duration::from_secs(20),
+        "the changed files to be reloaded",
+        || reloads() > before && health("ca1"),
+    );
+    assert!(!health("ca2"));
 }
 
 #[test]
