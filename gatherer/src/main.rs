@@ -15,6 +15,7 @@ use gatherer::json::Context;
 use gatherer::metrics::metrics;
 use gatherer::run::{self, Options, Stopped};
 use gatherer::stream::buffer::{Buffer, BufferOptions};
+use gatherer::stream::credentials::Credentials;
 use gatherer::stream::targets::Target;
 use gatherer::stream::{self, SharedBuffer, StreamOptions};
 use hostpulse_ops::metrics::Exposition;
@@ -201,6 +202,19 @@ async fn streaming(
             }
         }
     }
+    let credentials = match Credentials::new(
+        args.tls_ca.clone(),
+        args.tls_cert.clone(),
+        args.tls_key.clone(),
+        args.token_file.clone(),
+        &targets,
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let buffer = match Buffer::open(BufferOptions {
         dir: args.buffer_dir.clone(),
         max_bytes: args.buffer_max_bytes,
@@ -220,6 +234,7 @@ async fn streaming(
         interval: args.interval,
         families: args.collectors.0.clone(),
         cycles: args.cycles,
+        credentials,
     };
     tracing::info!(
         node = %options.node_id, reporters = %args.reporter.join(","),

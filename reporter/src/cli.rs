@@ -101,6 +101,27 @@ pub struct Args {
     #[arg(long, env = "HOSTPULSE_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
 
+    /// Serve TLS with this certificate chain (PEM, leaf first). Re-read on
+    /// SIGHUP and when the file changes; new connections use the new one
+    /// [default: plaintext].
+    #[arg(long, env = "HOSTPULSE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "HOSTPULSE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Mutual TLS: calls other than health and reflection need a client
+    /// certificate issued by one of these CAs (PEM); others get UNAUTHENTICATED.
+    #[arg(long, env = "HOSTPULSE_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+
+    /// Calls other than health and reflection need `authorization: Bearer
+    /// <token>` with a token that is a line of this file (several lines:
+    /// rotation). Re-read on SIGHUP and when the file changes.
+    #[arg(long, env = "HOSTPULSE_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+
     /// Apply the QuestDB schema (--questdb required) and exit: 0 once every
     /// statement succeeded, 1 otherwise (a Kubernetes Job retries). Nothing is served.
     #[arg(long, env = "HOSTPULSE_APPLY_SCHEMA_AND_EXIT", requires = "questdb")]

@@ -68,6 +68,8 @@ pub struct Shared {
     pub spool: Option<Arc<crate::spool::Spool>>,
     /// Self-metrics of the streams.
     pub metrics: crate::metrics::Metrics,
+    /// Authentication refusals (counted by the auth layer and the acceptor).
+    pub auth: Arc<crate::auth::AuthStats>,
 }
 
 /// The `Ingest` service.

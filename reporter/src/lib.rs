@@ -16,19 +16,28 @@
 //! - [`config`]: the `[gatherers]` table of the configuration file, pushed to
 //!   gatherers and reloaded on SIGHUP or change.
 //! - [`metrics`]: self-metrics for `/metrics` and the `hostpulse_self` table.
+//! - [`security`]: TLS and authentication flags, checked at start and
+//!   reloaded on SIGHUP or file change: [`tls`] (certificates, client CA),
+//!   [`token`] (bearer tokens), [`acceptor`] (the TLS listener), [`auth`] (the
+//!   layer that refuses unauthenticated calls, deny by default).
 //! - [`cli`]: the command line.
 
 #![forbid(unsafe_code)]
 
+pub mod acceptor;
 pub mod admin;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod ingest;
 pub mod limits;
 pub mod metrics;
 pub mod registry;
+pub mod security;
 pub mod server;
 pub mod sink;
 pub mod spool;
 pub mod store;
 pub mod tail;
+pub mod tls;
+pub mod token;

@@ -13,6 +13,7 @@ use reporter::config::{self, ConfigStore};
 use reporter::ingest::{Shared, StreamLimits};
 use reporter::metrics::{Metrics, ReporterReport, write_self_rows};
 use reporter::registry::Registry;
+use reporter::security::Security;
 use reporter::server::{self, ServerOptions};
 use reporter::sink::{NullSink, Sink};
 use reporter::spool::{Spool, SpoolOptions};
@@ -128,6 +129,14 @@ async fn run(args: Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Before the spool: a wrong certificate path stops the reporter at once.
+    let security = match Security::from_args(&args) {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let (sink, spool): (Arc<dyn Sink>, Option<Arc<Spool>>) = if args.sink == "null" {
         (Arc::new(NullSink), None)
     } else {
@@ -181,6 +190,7 @@ async fn run(args: Args) -> ExitCode {
         },
         spool: spool.clone(),
         metrics: Metrics::default(),
+        auth: Arc::clone(&security.stats),
     });
     let options = ServerOptions {
         max_streams: args.max_streams,
@@ -200,11 +210,13 @@ async fn run(args: Args) -> ExitCode {
         .unwrap_or_default();
     tracing::info!(
         listen = %local, sink = shared.sink.name(), reporter_id = %reporter_id,
-        config = ?args.ops.config, generation = config.current().generation, "reporter serving"
+        config = ?args.ops.config, generation = config.current().generation,
+        security = security.describe(), "reporter serving"
     );
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let signals = tokio::spawn(handle_signals(config, stop_tx, args.config_check_interval));
+    let reloader = security.spawn_reloader(args.config_check_interval);
     let shutdown_timeout = args.shutdown_timeout;
     let health = options.health.clone();
     let shutdown = async move {
@@ -271,13 +283,14 @@ async fn run(args: Args) -> ExitCode {
     };
     let self_rows = tokio::spawn(write_self_rows(Arc::clone(&shared), args.self_interval));
     let full = spool.as_ref().map(|s| s.full());
-    let served = server::serve(shared, options, listener, full, shutdown);
+    let served = server::serve(shared, options, listener, full, &security, shutdown);
     tokio::pin!(served);
     let result = tokio::select! {
         r = &mut served => r,
     };
     signals.abort();
     self_rows.abort();
+    reloader.abort();
     if let Some(spool) = spool {
         tracing::info!(timeout = ?shutdown_timeout, "draining the spool into the stores");
         let drain_timeout = args.drain_timeout;

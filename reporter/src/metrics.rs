@@ -10,6 +10,7 @@
 //! (`Spool::write_metrics`), which owns the threads that record them.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -38,8 +39,6 @@ pub struct Metrics {
     pub ack_seconds: Histogram,
     /// Batches the sink did not take (the stream ended with UNAVAILABLE).
     pub sink_errors: Counter,
-    /// Streams refused for authentication (TLS client certificate or token).
-    pub unauthenticated: Counter,
 }
 
 impl Metrics {
@@ -138,11 +137,48 @@ impl Report for ReporterReport {
             "Batches the sink did not take (not acknowledged; the gatherer resends).",
             m.sink_errors.get() as f64,
         );
-        page.single(
+        let a = &self.shared.auth;
+        let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed) as f64;
+        page.family(
             "hostpulse_reporter_unauthenticated_total",
             Kind::Counter,
-            "Requests refused with UNAUTHENTICATED (client certificate or token).",
-            m.unauthenticated.get() as f64,
+            "Calls refused with UNAUTHENTICATED, by reason.",
+        );
+        for (reason, c) in [
+            ("no_client_cert", &a.rejected_no_client_cert),
+            ("bad_client_cert", &a.rejected_bad_client_cert),
+            ("missing_token", &a.rejected_missing_token),
+            ("invalid_token", &a.rejected_invalid_token),
+        ] {
+            page.sample(
+                "hostpulse_reporter_unauthenticated_total",
+                &[("reason", reason)],
+                load(c),
+            );
+        }
+        page.single(
+            "hostpulse_reporter_plaintext_connections_total",
+            Kind::Counter,
+            "Plaintext connections to the TLS listener (refused).",
+            load(&a.plaintext_connections),
+        );
+        page.single(
+            "hostpulse_reporter_tls_handshake_failures_total",
+            Kind::Counter,
+            "TLS handshakes that failed.",
+            load(&a.handshake_failures),
+        );
+        page.single(
+            "hostpulse_reporter_credential_reloads_total",
+            Kind::Counter,
+            "Certificates or token files reloaded.",
+            load(&a.reloads_total),
+        );
+        page.single(
+            "hostpulse_reporter_credential_reload_failures_total",
+            Kind::Counter,
+            "Reloads that failed (the previous material stays in force).",
+            load(&a.reload_failures_total),
         );
         page.family(
             "hostpulse_reporter_ack_seconds",
@@ -178,7 +214,10 @@ pub fn self_rows(shared: &Shared, ts: i64) -> Vec<Row> {
     row.int("batches_total", m.batches.get());
     row.int("samples_total", m.samples.get());
     row.int("sink_refused_batches_total", m.sink_errors.get());
-    row.int("unauthenticated_total", m.unauthenticated.get());
+    row.int(
+        "unauthenticated_total",
+        shared.auth.rejected_total.load(Ordering::Relaxed),
+    );
     row.float("ack_seconds_total", m.ack_seconds.sum_seconds());
     if let Some(usage) = hostpulse_ops::process::usage() {
         row.float("cpu_seconds_total", usage.cpu_seconds);

@@ -1,6 +1,8 @@
 //! Assembles the gRPC server: Ingest and Admin, health, reflection (v1 and
 //! v1alpha, since grpcurl 1.8 speaks only v1alpha), gzip both ways, HTTP/2
-//! keepalive, connection age, and the Ingest limits layer.
+//! keepalive, connection age, the auth layer (outermost: a refused call
+//! takes no stream slot) and the Ingest limits layer; TLS through our own
+//! [`crate::acceptor`] when configured.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,9 +16,12 @@ use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
+use crate::acceptor;
 use crate::admin::AdminService;
+use crate::auth::AuthLayer;
 use crate::ingest::{IngestService, Shared};
 use crate::limits::IngestLimitsLayer;
+use crate::security::Security;
 
 /// Server settings.
 #[derive(Debug, Clone)]
@@ -66,6 +71,7 @@ pub async fn serve(
     options: ServerOptions,
     listener: TcpListener,
     spool_full: Option<watch::Receiver<bool>>,
+    security: &Security,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), ServeError> {
     let health = options.health.clone();
@@ -117,21 +123,34 @@ pub async fn serve(
         .http2_keepalive_timeout(Some(options.keepalive_timeout))
         .max_connection_age(options.max_connection_age)
         .max_connection_age_grace(options.max_connection_age_grace)
+        .layer(AuthLayer::new(security.policy()))
         .layer(IngestLimitsLayer::new(
             options.max_streams,
             options.max_message_bytes,
             options.idle_timeout,
         ));
-    builder
+    let router = builder
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(ingest)
-        .add_service(admin)
-        // Nagle stays on: an ack may wait up to ~40 ms, far inside the
-        // budget, while at 5,000 streams over 50 connections it coalesces
-        // the acks of many streams into few segments (bench/loadgen).
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
-        .await?;
+        .add_service(admin);
+    // Nagle stays on: an ack may wait up to ~40 ms, far inside the
+    // budget, while at 5,000 streams over 50 connections it coalesces
+    // the acks of many streams into few segments (bench/loadgen).
+    match &security.tls {
+        Some(tls) => {
+            let incoming =
+                acceptor::incoming(listener, Arc::clone(tls), Arc::clone(&security.stats));
+            router
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await?;
+        }
+        None => {
+            router
+                .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
+                .await?;
+        }
+    }
     Ok(())
 }

@@ -8,6 +8,8 @@
 //!   test never leaves a daemon behind.
 //! - [`Rows`]: JSON lines parsed back into the row model.
 //! - [`fixture`]: the gatherer's fixture trees.
+//! - [`Pki`]: certificate authorities and certificates made at test time
+//!   with the `openssl` command.
 
 #![forbid(unsafe_code)]
 
@@ -626,5 +628,138 @@ fn futures_pending(
         Box::pin(tokio_stream::pending())
     } else {
         Box::pin(tokio_stream::empty())
+    }
+}
+
+/// `openssl req` arguments for a new, unencrypted P-256 key.
+const NEW_KEY: [&str; 5] = [
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+    "-nodes",
+];
+
+/// Test certificates, made with the real `openssl` command (as the README
+/// tells operators to): CA `ca1` issues the reporter's certificate `server`
+/// (SAN 127.0.0.1 and localhost) and the gatherers' `client`; CA `ca2` issues
+/// a `rogue` client certificate. Each NAME has `NAME.pem` and `NAME.key`.
+pub struct Pki {
+    /// The directory holding the files.
+    pub dir: PathBuf,
+}
+
+impl Pki {
+    /// Makes the two CAs and three certificates in `dir`.
+    pub fn new(dir: &Path) -> Pki {
+        let pki = Pki {
+            dir: dir.to_path_buf(),
+        };
+        pki.ca("ca1");
+        pki.ca("ca2");
+        pki.leaf(
+            "server",
+            "ca1",
+            "serverAuth",
+            Some("IP:127.0.0.1,DNS:localhost"),
+        );
+        pki.leaf("client", "ca1", "clientAuth", None);
+        pki.leaf("rogue", "ca2", "clientAuth", None);
+        pki
+    }
+
+    /// The path of `NAME.pem`.
+    pub fn pem(&self, name: &str) -> String {
+        self.dir.join(format!("{name}.pem")).display().to_string()
+    }
+
+    /// The path of `NAME.key`.
+    pub fn key(&self, name: &str) -> String {
+        self.dir.join(format!("{name}.key")).display().to_string()
+    }
+
+    /// A self-signed CA `NAME` (P-256).
+    pub fn ca(&self, name: &str) {
+        self.openssl(&[
+            "req",
+            "-x509",
+            NEW_KEY[0],
+            NEW_KEY[1],
+            NEW_KEY[2],
+            NEW_KEY[3],
+            NEW_KEY[4],
+            "-keyout",
+            &self.key(name),
+            "-out",
+            &self.pem(name),
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN=hostpulse test {name}"),
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ]);
+    }
+
+    /// A certificate `NAME` issued by CA `ca` for `usage` (serverAuth or
+    /// clientAuth), with subject alternative names `san`.
+    pub fn leaf(&self, name: &str, ca: &str, usage: &str, san: Option<&str>) {
+        let csr = self.dir.join(format!("{name}.csr")).display().to_string();
+        let ext = self.dir.join(format!("{name}.ext"));
+        let mut extensions = format!(
+            "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage={usage}\n"
+        );
+        if let Some(san) = san {
+            extensions.push_str(&format!("subjectAltName={san}\n"));
+        }
+        std::fs::write(&ext, extensions).expect("write the extensions file");
+        self.openssl(&[
+            "req",
+            "-new",
+            NEW_KEY[0],
+            NEW_KEY[1],
+            NEW_KEY[2],
+            NEW_KEY[3],
+            NEW_KEY[4],
+            "-keyout",
+            &self.key(name),
+            "-out",
+            &csr,
+            "-subj",
+            &format!("/CN={name}"),
+        ]);
+        self.openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &self.pem(ca),
+            "-CAkey",
+            &self.key(ca),
+            "-CAcreateserial",
+            "-out",
+            &self.pem(name),
+            "-days",
+            "2",
+            "-extfile",
+            &ext.display().to_string(),
+        ]);
+    }
+
+    fn openssl(&self, args: &[&str]) {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(&self.dir)
+            .output()
+            .expect("openssl is installed (tests/run.sh installs the Debian package)");
+        assert!(
+            out.status.success(),
+            "openssl {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }

@@ -17,9 +17,14 @@
 //!   changes its interval and families without restarting or reconnecting.
 //! - HTTP/2 keepalive (PING every 10 s, 10 s to answer) detects a dead
 //!   reporter within 30 s even when no batch is due.
+//! - [`credentials`]: `--tls-ca`, `--tls-cert/--tls-key` and `--token-file`
+//!   are read again at each connection attempt, so rotated files need no
+//!   restart; a refusal (UNAUTHENTICATED) is an error in the log, never a
+//!   reason to stop collecting.
 
 pub use hostpulse_proto::backoff;
 pub mod buffer;
+pub mod credentials;
 pub mod session;
 pub mod targets;
 
@@ -84,6 +89,8 @@ pub struct StreamOptions {
     pub families: Vec<Family>,
     /// Stop after this many cycles, once they are acknowledged (tests, benchmarks).
     pub cycles: Option<u64>,
+    /// TLS trust, client certificate and bearer token.
+    pub credentials: credentials::Credentials,
 }
 
 /// Runs collection and the session until `shutdown` flips to true (or the

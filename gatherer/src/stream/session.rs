@@ -9,7 +9,12 @@
 //!   node, the reporter stopping): reconnect at once, through a new
 //!   connection, so a load balancer can pick another replica;
 //! - anything else (refused, reset, timeout, an error status): exponential
-//!   backoff with jitter, 1 s to 30 s, reset after a stream got established.
+//!   backoff with jitter, 1 s to 30 s, reset after a stream got established;
+//! - the same backoff when the reporter refused this gatherer's credentials
+//!   (UNAUTHENTICATED, PERMISSION_DENIED) or TLS failed for a reason the
+//!   operator must fix (an untrusted certificate, the wrong scheme): logged
+//!   as an error with the reporter's message, collection and buffering go on
+//!   so the batches reach the reporter once the files are fixed.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -21,10 +26,11 @@ use hostpulse_proto::pb::{self, gatherer_message, ingest_client::IngestClient, r
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::codec::CompressionEncoding;
-use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::{Channel, Endpoint};
 use tracing::Instrument as _;
 
 use super::backoff::Backoff;
+use super::credentials::Explained;
 use super::targets::{Target, Targets};
 use super::{SharedBuffer, StreamOptions, WINDOW};
 use crate::collect::node_info::{self, Facts};
@@ -38,6 +44,9 @@ enum Outcome {
     Recycled(String),
     /// It failed; `established` if a Welcome had been received.
     Failed { established: bool, reason: String },
+    /// The reporter refused our credentials, or TLS failed in a way only the
+    /// operator can fix.
+    Refused(String),
 }
 
 /// Runs attempts until `stop` flips.
@@ -87,6 +96,12 @@ pub async fn run(
                 tracing::warn!(%reason, retry_in = ?delay, buffered_batches = held, "no reporter stream; collecting on and buffering");
                 delay
             }
+            Outcome::Refused(reason) => {
+                let delay = backoff.next_delay();
+                let held = buffer.lock().len();
+                tracing::error!(%reason, retry_in = ?delay, buffered_batches = held, "the reporter refused this gatherer or cannot be trusted; collecting on and buffering until the credentials are fixed");
+                delay
+            }
         };
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
@@ -111,9 +126,19 @@ async fn attempt(
         Ok(t) => t,
         Err(reason) => return failed(reason),
     };
-    let channel = match connect(&target, addr).await {
+    let channel = match connect(&target, addr, options).await {
         Ok(c) => c,
-        Err(reason) => return failed(format!("connecting to {addr} ({}): {reason}", target.host)),
+        Err(Explained::Transport(reason)) => {
+            return failed(format!("connecting to {addr} ({}): {reason}", target.host));
+        }
+        Err(Explained::Credentials(reason)) => {
+            return Outcome::Refused(format!("{addr} ({}): {reason}", target.host));
+        }
+    };
+    // Re-read at each attempt: a rotated token is used at the next reconnection.
+    let authorization = match options.credentials.authorization() {
+        Ok(a) => a,
+        Err(reason) => return Outcome::Refused(reason),
     };
     let mut client = IngestClient::new(channel)
         .send_compressed(CompressionEncoding::Gzip)
@@ -136,7 +161,11 @@ async fn attempt(
     let _ = tx
         .send(message(gatherer_message::Message::Hello(hello)))
         .await;
-    let mut inbound = match client.stream(ReceiverStream::new(rx)).await {
+    let mut request = tonic::Request::new(ReceiverStream::new(rx));
+    if let Some(value) = authorization {
+        request.metadata_mut().insert("authorization", value);
+    }
+    let mut inbound = match client.stream(request).await {
         Ok(r) => r.into_inner(),
         Err(status) => return status_outcome(&status, false),
     };
@@ -267,6 +296,7 @@ fn status_outcome(status: &tonic::Status, established: bool) -> Outcome {
     let reason = format!("{:?}: {}", status.code(), status.message());
     match status.code() {
         tonic::Code::Unavailable | tonic::Code::Aborted if established => Outcome::Recycled(reason),
+        tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => Outcome::Refused(reason),
         tonic::Code::FailedPrecondition | tonic::Code::InvalidArgument => {
             tracing::error!(%reason, "the reporter rejected this gatherer's stream (version mismatch or a bug)");
             Outcome::Failed {
@@ -281,7 +311,11 @@ fn status_outcome(status: &tonic::Status, established: bool) -> Outcome {
     }
 }
 
-async fn connect(target: &Target, addr: SocketAddr) -> Result<Channel, String> {
+async fn connect(
+    target: &Target,
+    addr: SocketAddr,
+    options: &StreamOptions,
+) -> Result<Channel, Explained> {
     let scheme = if target.tls { "https" } else { "http" };
     let host = if target.host.contains(':') {
         format!("[{}]", target.host)
@@ -290,9 +324,9 @@ async fn connect(target: &Target, addr: SocketAddr) -> Result<Channel, String> {
     };
     let origin: http::Uri = format!("{scheme}://{host}:{}", target.port)
         .parse()
-        .map_err(|e| format!("{e}"))?;
+        .map_err(|e| Explained::Transport(format!("{e}")))?;
     let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
-        .map_err(|e| e.to_string())?
+        .map_err(|e| Explained::Transport(e.to_string()))?
         .origin(origin)
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true)
@@ -301,21 +335,19 @@ async fn connect(target: &Target, addr: SocketAddr) -> Result<Channel, String> {
         .keep_alive_timeout(Duration::from_secs(10))
         .keep_alive_while_idle(true);
     if target.tls {
-        let tls = ClientTlsConfig::new()
-            .domain_name(target.host.clone())
-            .with_native_roots();
-        endpoint = endpoint.tls_config(tls).map_err(|e| e.to_string())?;
+        // Re-read at each attempt: rotated certificates need no restart.
+        let tls = options
+            .credentials
+            .tls_config(&target.host)
+            .map_err(Explained::Credentials)?;
+        endpoint = endpoint
+            .tls_config(tls)
+            .map_err(|e| Explained::Credentials(format!("TLS settings: {e}")))?;
     }
-    endpoint.connect().await.map_err(|e| {
-        let mut text = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(s) = source {
-            text.push_str(": ");
-            text.push_str(&s.to_string());
-            source = s.source();
-        }
-        text
-    })
+    endpoint
+        .connect()
+        .await
+        .map_err(|e| options.credentials.explain(target, &e))
 }
 
 /// The Hello's facts.

@@ -1,0 +1,338 @@
+//! How the gatherer proves who it is and checks who the reporter is:
+//! `--tls-ca`, `--tls-cert`/`--tls-key` and `--token-file`.
+//!
+//! Every file is read at start (a mistake stops the gatherer with exit code
+//! 2) and again at each connection attempt, so a rotated client certificate,
+//! CA bundle or token is picked up at the next reconnection without a
+//! restart. A file that became unreadable fails that attempt only; the
+//! gatherer keeps collecting and buffering and tries again with backoff.
+//!
+//! Connection failures caused by TLS are explained ([`explain`]): an
+//! untrusted reporter certificate names the `--tls-ca` file, a plaintext
+//! reporter reached with https:// (or the reverse) says which scheme to use.
+
+use std::error::Error as StdError;
+use std::path::{Path, PathBuf};
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tonic::metadata::AsciiMetadataValue;
+use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+
+use super::targets::Target;
+
+/// The credential flags.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Credentials {
+    /// CA certificates (PEM) that sign the reporter's certificate; without
+    /// it, the system's roots.
+    pub ca: Option<PathBuf>,
+    /// This gatherer's client certificate and key (PEM), for mutual TLS.
+    pub identity: Option<(PathBuf, PathBuf)>,
+    /// A file whose first non-empty line is the bearer token.
+    pub token_file: Option<PathBuf>,
+}
+
+/// Flags that cannot work; the gatherer does not start.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CredentialsError {
+    /// A certificate without its key or the reverse.
+    #[error("--tls-cert and --tls-key go together: give both or neither")]
+    HalfIdentity,
+    /// TLS flags while a reporter URL is plaintext.
+    #[error("{flag} is given but --reporter {url} is plaintext: use https://")]
+    PlaintextUrl {
+        /// The TLS flag.
+        flag: &'static str,
+        /// The http:// URL.
+        url: String,
+    },
+    /// A file cannot be read or parsed (the message names flag and file).
+    #[error("{0}")]
+    File(String),
+}
+
+impl Credentials {
+    /// Checks the combination against the reporter URLs and reads every
+    /// file once.
+    pub fn new(
+        ca: Option<PathBuf>,
+        cert: Option<PathBuf>,
+        key: Option<PathBuf>,
+        token_file: Option<PathBuf>,
+        targets: &[Target],
+    ) -> Result<Credentials, CredentialsError> {
+        let identity = match (cert, key) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            _ => return Err(CredentialsError::HalfIdentity),
+        };
+        let creds = Credentials {
+            ca,
+            identity,
+            token_file,
+        };
+        let tls_flag = if creds.ca.is_some() {
+            Some("--tls-ca")
+        } else {
+            creds.identity.as_ref().map(|_| "--tls-cert")
+        };
+        if let (Some(flag), Some(plain)) = (tls_flag, targets.iter().find(|t| !t.tls)) {
+            return Err(CredentialsError::PlaintextUrl {
+                flag,
+                url: plain.uri.to_string(),
+            });
+        }
+        if let Some(t) = targets
+            .iter()
+            .find(|t| !t.tls)
+            .filter(|_| creds.token_file.is_some())
+        {
+            tracing::warn!(reporter = %t.uri, "--token-file with a plaintext reporter URL: the token travels in clear text");
+        }
+        if let Some(first) = targets.iter().find(|t| t.tls) {
+            creds
+                .tls_config(&first.host)
+                .map_err(CredentialsError::File)?;
+        }
+        creds.authorization().map_err(CredentialsError::File)?;
+        Ok(creds)
+    }
+
+    /// The TLS settings for a connection to `host`, from the files as they are now.
+    pub fn tls_config(&self, host: &str) -> Result<ClientTlsConfig, String> {
+        let mut tls = ClientTlsConfig::new().domain_name(host.to_string());
+        tls = match &self.ca {
+            Some(ca) => {
+                let pem = read("--tls-ca", ca)?;
+                certs("--tls-ca", ca, &pem)?;
+                tls.ca_certificate(Certificate::from_pem(pem))
+            }
+            None => tls.with_native_roots(),
+        };
+        if let Some((cert, key)) = &self.identity {
+            let cert_pem = read("--tls-cert", cert)?;
+            certs("--tls-cert", cert, &cert_pem)?;
+            let key_pem = read("--tls-key", key)?;
+            PrivateKeyDer::from_pem_slice(&key_pem)
+                .map_err(|e| format!("--tls-key {}: no private key found ({e})", key.display()))?;
+            tls = tls.identity(Identity::from_pem(cert_pem, key_pem));
+        }
+        Ok(tls)
+    }
+
+    /// The `authorization` header value, from the token file as it is now.
+    pub fn authorization(&self) -> Result<Option<AsciiMetadataValue>, String> {
+        let Some(path) = &self.token_file else {
+            return Ok(None);
+        };
+        let text = read("--token-file", path)?;
+        let text = String::from_utf8_lossy(&text);
+        let token = first_token(&text)
+            .ok_or_else(|| format!("--token-file {} holds no token", path.display()))?;
+        let mut value = AsciiMetadataValue::try_from(format!("Bearer {token}")).map_err(|_| {
+            format!(
+                "--token-file {}: the token is not printable ASCII",
+                path.display()
+            )
+        })?;
+        value.set_sensitive(true);
+        Ok(Some(value))
+    }
+
+    /// An operator's explanation of a failed connection to `target`, or the
+    /// error chain as it is when TLS is not involved.
+    pub fn explain(&self, target: &Target, error: &(dyn StdError + 'static)) -> Explained {
+        let chain = error_chain(error);
+        if let Some(tls) = find_rustls_error(error) {
+            let reason = match tls {
+                rustls::Error::InvalidCertificate(
+                    e @ (rustls::CertificateError::NotValidForName
+                    | rustls::CertificateError::NotValidForNameContext { .. }),
+                ) => format!(
+                    "the reporter's certificate is not valid for the name {:?} in --reporter: {e}",
+                    target.host
+                ),
+                rustls::Error::InvalidCertificate(e) => match &self.ca {
+                    Some(ca) => format!(
+                        "the reporter's certificate is not trusted by --tls-ca {}: {e}",
+                        ca.display()
+                    ),
+                    None => format!(
+                        "the reporter's certificate is not trusted by the system's CA roots (a private CA? give --tls-ca): {e}"
+                    ),
+                },
+                rustls::Error::InvalidMessage(_) => format!(
+                    "the reporter does not answer with TLS: is it serving plaintext? use http://{}:{} or start the reporter with --tls-cert ({chain})",
+                    target.host, target.port
+                ),
+                rustls::Error::AlertReceived(alert) => format!(
+                    "the reporter refused the TLS handshake ({alert:?}): check --tls-cert/--tls-key and the reporter's --tls-client-ca ({chain})"
+                ),
+                other => format!("TLS failed: {other}"),
+            };
+            return Explained::Credentials(reason);
+        }
+        if target.tls && chain.contains("tls handshake eof") {
+            return Explained::Credentials(format!(
+                "the reporter closed the connection during the TLS handshake: is it serving plaintext? use http://{}:{} ({chain})",
+                target.host, target.port
+            ));
+        }
+        Explained::Transport(chain)
+    }
+}
+
+/// A connection failure, classified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Explained {
+    /// Fixing it needs the operator (certificates, CA, scheme): logged as an error.
+    Credentials(String),
+    /// The network or the reporter is down: retried quietly.
+    Transport(String),
+}
+
+/// The first non-empty line, trimmed.
+pub fn first_token(text: &str) -> Option<&str> {
+    text.lines().map(str::trim).find(|l| !l.is_empty())
+}
+
+fn read(flag: &str, path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("cannot read {flag} {}: {e}", path.display()))
+}
+
+fn certs(flag: &str, path: &Path, pem: &[u8]) -> Result<(), String> {
+    let n = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{flag} {}: {e}", path.display()))?
+        .len();
+    if n == 0 {
+        return Err(format!(
+            "{flag} {}: no CERTIFICATE block found",
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
+/// The rustls error somewhere in the chain; tokio-rustls wraps it in an
+/// `io::Error`, whose `source()` skips it, so look inside those too.
+fn find_rustls_error<'a>(error: &'a (dyn StdError + 'static)) -> Option<&'a rustls::Error> {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        if let Some(inner) = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+        {
+            if let Some(tls) = find_rustls_error(inner) {
+                return Some(tls);
+            }
+        }
+        current = e.source();
+    }
+    None
+}
+
+/// "outer: inner: innermost".
+fn error_chain(error: &(dyn StdError + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(s) = source {
+        let next = s.to_string();
+        if !text.ends_with(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(url: &str) -> Target {
+        Target::parse(url).unwrap()
+    }
+
+    #[test]
+    fn the_first_non_empty_line_is_the_token() {
+        assert_eq!(first_token("\n  \n new \nold\n"), Some("new"));
+        assert_eq!(first_token("\n\n"), None);
+    }
+
+    #[test]
+    fn flag_combinations_are_checked() {
+        let https = [target("https://r:1")];
+        let http = [target("http://r:1")];
+        let p = || Some(PathBuf::from("/nonexistent"));
+        assert_eq!(
+            Credentials::new(None, p(), None, None, &https),
+            Err(CredentialsError::HalfIdentity)
+        );
+        assert!(matches!(
+            Credentials::new(p(), None, None, None, &http),
+            Err(CredentialsError::PlaintextUrl {
+                flag: "--tls-ca",
+                ..
+            })
+        ));
+        let err = Credentials::new(p(), None, None, None, &https).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("cannot read --tls-ca /nonexistent"),
+            "{err}"
+        );
+        assert_eq!(
+            Credentials::new(None, None, None, None, &http),
+            Ok(Credentials::default())
+        );
+    }
+
+    #[test]
+    fn the_token_travels_as_a_bearer_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "\n s3cret \nolder\n").unwrap();
+        let creds = Credentials {
+            token_file: Some(path.clone()),
+            ..Credentials::default()
+        };
+        let value = creds.authorization().unwrap().unwrap();
+        assert_eq!(value.to_str().unwrap(), "Bearer s3cret");
+        assert!(value.is_sensitive());
+        std::fs::write(&path, "\n").unwrap();
+        assert!(
+            creds
+                .authorization()
+                .unwrap_err()
+                .contains("holds no token")
+        );
+    }
+
+    #[test]
+    fn untrusted_certificates_name_the_ca_file() {
+        let creds = Credentials {
+            ca: Some(PathBuf::from("/etc/ca.pem")),
+            ..Credentials::default()
+        };
+        let tls = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let io = std::io::Error::new(std::io::ErrorKind::InvalidData, tls);
+        let Explained::Credentials(text) = creds.explain(&target("https://r:1"), &io) else {
+            panic!("not classified as a credentials problem");
+        };
+        assert!(
+            text.starts_with("the reporter's certificate is not trusted by --tls-ca /etc/ca.pem"),
+            "{text}"
+        );
+        let plain = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        assert!(matches!(
+            creds.explain(&target("https://r:1"), &plain),
+            Explained::Transport(_)
+        ));
+    }
+}

@@ -1,0 +1,250 @@
+//! TLS and authentication settings from the command line, checked once at
+//! start, and their reloads (SIGHUP, or a file changed on disk, which is how
+//! cert-manager and Kubernetes Secrets rotate them).
+//!
+//! | flags | what the reporter does |
+//! |---|---|
+//! | none | plaintext, no credentials (as before) |
+//! | `--tls-cert --tls-key` | TLS; plaintext clients are told to use https:// |
+//! | `+ --tls-client-ca` | mutual TLS: protected calls need a client certificate from that CA |
+//! | `--token-file` | protected calls need `authorization: Bearer <token>` (with or without TLS) |
+//!
+//! Which calls are protected is [`crate::auth`]'s business (deny by default).
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::auth::{AuthStats, Policy};
+use crate::cli::Args;
+use crate::tls::{TlsError, TlsFiles, TlsState};
+use crate::token::{TokenError, TokenState};
+
+/// Why the security settings cannot be used; the reporter does not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SecurityError {
+    /// Flags that do not make sense together (a certificate without its key,
+    /// a client CA without a server certificate).
+    #[error("{0}")]
+    Flags(&'static str),
+    /// The TLS material does not load.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The token file does not load.
+    #[error(transparent)]
+    Token(#[from] TokenError),
+}
+
+/// The loaded settings, shared by the listener, the auth layer and the reloader.
+#[derive(Debug)]
+pub struct Security {
+    /// TLS material, when the reporter serves TLS.
+    pub tls: Option<Arc<TlsState>>,
+    /// Accepted bearer tokens, when required.
+    pub tokens: Option<Arc<TokenState>>,
+    /// Refusal and reload counters.
+    pub stats: Arc<AuthStats>,
+}
+
+impl Security {
+    /// Checks the flag combinations and loads every file once.
+    pub fn from_args(args: &Args) -> Result<Security, SecurityError> {
+        let tls = match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: args.tls_client_ca.clone(),
+            }),
+            (Some(_), None) => return Err(SecurityError::Flags("--tls-cert needs --tls-key")),
+            (None, Some(_)) => return Err(SecurityError::Flags("--tls-key needs --tls-cert")),
+            (None, None) if args.tls_client_ca.is_some() => {
+                return Err(SecurityError::Flags(
+                    "--tls-client-ca needs --tls-cert and --tls-key: client certificates are verified inside TLS",
+                ));
+            }
+            (None, None) => None,
+        };
+        let tls = tls.map(TlsState::open).transpose()?.map(Arc::new);
+        let tokens = args
+            .token_file
+            .clone()
+            .map(TokenState::open)
+            .transpose()?
+            .map(Arc::new);
+        if tokens.is_some() && tls.is_none() {
+            tracing::warn!(
+                "--token-file without --tls-cert: bearer tokens travel in clear text (fine behind a TLS-terminating mesh, not on an open network)"
+            );
+        }
+        Ok(Security {
+            tls,
+            tokens,
+            stats: Arc::new(AuthStats::default()),
+        })
+    }
+
+    /// What the auth layer enforces.
+    pub fn policy(&self) -> Arc<Policy> {
+        Arc::new(Policy {
+            tls: self.tls.clone(),
+            tokens: self.tokens.clone(),
+            stats: Arc::clone(&self.stats),
+        })
+    }
+
+    /// One line for the start-up log.
+    pub fn describe(&self) -> &'static str {
+        let mtls = self
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.current().client_ca.is_some());
+        match (self.tls.is_some(), mtls, self.tokens.is_some()) {
+            (false, _, false) => "plaintext, no authentication",
+            (false, _, true) => "plaintext, bearer token",
+            (true, false, false) => "TLS, no client authentication",
+            (true, false, true) => "TLS, bearer token",
+            (true, true, false) => "mutual TLS",
+            (true, true, true) => "mutual TLS and bearer token",
+        }
+    }
+
+    /// Re-reads the TLS material (if `tls`) and the token file (if
+    /// `tokens`); a failure is logged and the previous material stays.
+    pub fn reload(&self, tls: bool, tokens: bool) {
+        let stats = &self.stats;
+        if let Some(state) = self.tls.as_ref().filter(|_| tls) {
+            match state.reload() {
+                Ok(_) => {
+                    stats.reloads_total.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(cert = %state.source().cert.display(), "TLS material reloaded; new connections use it");
+                }
+                Err(e) => {
+                    stats.reload_failures_total.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(error = %e, "TLS material NOT reloaded; the previous certificate stays in force");
+                }
+            }
+        }
+        if let Some(state) = self.tokens.as_ref().filter(|_| tokens) {
+            match state.reload() {
+                Ok(tokens) => {
+                    stats.reloads_total.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(tokens = tokens.len(), "token file reloaded");
+                }
+                Err(e) => {
+                    stats.reload_failures_total.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(error = %e, "token file NOT reloaded; the previous tokens stay in force");
+                }
+            }
+        }
+    }
+
+    /// Reloads on SIGHUP and when a file changes (checked every `check`),
+    /// until the task is aborted.
+    pub fn spawn_reloader(self: &Arc<Self>, check: Duration) -> tokio::task::JoinHandle<()> {
+        let security = Arc::clone(self);
+        tokio::spawn(async move {
+            if security.tls.is_none() && security.tokens.is_none() {
+                return;
+            }
+            let Ok(mut hup) = signal(SignalKind::hangup()) else {
+                tracing::error!(
+                    "cannot install the SIGHUP handler: certificates reload only when their files change"
+                );
+                return;
+            };
+            let mut seen = security.fingerprints();
+            let mut ticker = tokio::time::interval(check);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = hup.recv() => {
+                        seen = security.fingerprints();
+                        security.reload(true, true);
+                    }
+                    _ = ticker.tick() => {
+                        let now = security.fingerprints();
+                        if now != seen {
+                            let tls_changed = now.0 != seen.0;
+                            let tokens_changed = now.1 != seen.1;
+                            seen = now;
+                            tracing::info!(tls = tls_changed, tokens = tokens_changed, "security files changed on disk");
+                            security.reload(tls_changed, tokens_changed);
+                        }
+                    }
+                }
+            }
+        })
+    }
+
+    fn fingerprints(&self) -> (Vec<Option<Fingerprint>>, Option<Fingerprint>) {
+        let tls = self.tls.as_ref().map_or_else(Vec::new, |t| {
+            let f = t.source();
+            let mut paths = vec![fingerprint(&f.cert), fingerprint(&f.key)];
+            if let Some(ca) = &f.client_ca {
+                paths.push(fingerprint(ca));
+            }
+            paths
+        });
+        let tokens = self.tokens.as_ref().and_then(|t| fingerprint(t.source()));
+        (tls, tokens)
+    }
+}
+
+/// Size, modification time and inode, following symlinks (a Kubernetes
+/// Secret update swaps the link target).
+type Fingerprint = (u64, SystemTime, u64);
+
+fn fingerprint(path: &Path) -> Option<Fingerprint> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.len(), m.modified().ok()?, m.ino()))
+}
+
+/// Something read from files that can be read again.
+pub trait Load: Sized {
+    /// Where it is read from.
+    type Source;
+    /// Why reading failed.
+    type Error;
+    /// Reads it.
+    fn load(source: &Self::Source) -> Result<Self, Self::Error>;
+}
+
+/// A value read from files, replaced as a whole when a reload succeeds and
+/// kept as it was when one fails.
+#[derive(Debug)]
+pub struct Reloadable<T: Load> {
+    source: T::Source,
+    current: RwLock<Arc<T>>,
+}
+
+impl<T: Load> Reloadable<T> {
+    /// Reads it once; an error here stops the reporter at start.
+    pub fn open(source: T::Source) -> Result<Self, T::Error> {
+        let value = T::load(&source)?;
+        Ok(Reloadable {
+            source,
+            current: RwLock::new(Arc::new(value)),
+        })
+    }
+
+    /// The value in force.
+    pub fn current(&self) -> Arc<T> {
+        Arc::clone(&self.current.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Reads it again; on error the previous value stays in force.
+    pub fn reload(&self) -> Result<Arc<T>, T::Error> {
+        let fresh = Arc::new(T::load(&self.source)?);
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::clone(&fresh);
+        Ok(fresh)
+    }
+
+    /// Where it is read from.
+    pub fn source(&self) -> &T::Source {
+        &self.source
+    }
+}

@@ -1,0 +1,570 @@
+//! TLS, mutual TLS and bearer tokens as an operator sets them up: real
+//! processes on 127.0.0.1, certificates made with `openssl` at test time,
+//! inspected with grpcurl and the processes' logs.
+
+use std::path::Path;
+use std::time::Duration;
+
+use e2e::{Daemon, Pki, free_port, grpcurl, run, sink_rows, wait_for, wait_listening};
+
+fn s(list: &[&str]) -> Vec<String> {
+    list.iter().map(|x| x.to_string()).collect()
+}
+
+/// A reporter writing JSON lines to `dir/rows.jsonl`, with `security` flags.
+fn reporter(port: u16, dir: &Path, security: &[&str]) -> Daemon {
+    let mut args = s(&["--listen", &format!("127.0.0.1:{port}"), "--jsonl"]);
+    args.push(dir.join("rows.jsonl").display().to_string());
+    args.push("--spool-dir".into());
+    args.push(dir.join("spool").display().to_string());
+    args.push("--sqlite".into());
+    args.push("none".into());
+    // Reloads are also tested through file changes: check often.
+    args.extend(s(&["--config-check-interval", "200ms"]));
+    args.extend(s(security));
+    let d = Daemon::start("reporter", &args, dir);
+    wait_listening(port);
+    d
+}
+
+/// A reporter serving TLS with the PKI's `server` certificate, plus `extra` flags.
+fn tls_reporter(port: u16, dir: &Path, pki: &Pki, extra: &[&str]) -> Daemon {
+    let (cert, key) = (pki.pem("server"), pki.key("server"));
+    let mut flags = vec!["--tls-cert", &cert, "--tls-key", &key];
+    flags.extend_from_slice(extra);
+    reporter(port, dir, &flags)
+}
+
+/// A gatherer (node `node`, tagged `run=node`) streaming to `url`.
+fn gatherer(url: &str, node: &str, dir: &Path, security: &[&str]) -> Daemon {
+    let mut args = s(&[
+        "--reporter",
+        url,
+        "--node-id",
+        node,
+        "--label",
+        &format!("run={node}"),
+        "--collectors",
+        "load",
+        "--interval",
+        "100ms",
+    ]);
+    args.extend(s(security));
+    Daemon::start("gatherer", &args, dir)
+}
+
+/// How many agent rows of node `node` reached the sink.
+fn rows_of(dir: &Path, node: &str) -> usize {
+    sink_rows(&dir.join("rows.jsonl"))
+        .table("agent")
+        .iter()
+        .filter(|r| r["node"] == node)
+        .count()
+}
+
+fn wait_log(daemon: &Daemon, what: &str, needle: &str) {
+    wait_for(Duration::from_secs(20), what, || {
+        daemon.log_text().contains(needle)
+    });
+}
+
+#[test]
+fn mutual_tls_streams_and_refuses_gatherers_without_a_valid_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    let port = free_port();
+    let ca = pki.pem("ca1");
+    let r = tls_reporter(port, dir.path(), &pki, &["--tls-client-ca", &ca]);
+    let url = format!("https://127.0.0.1:{port}");
+    let (client, client_key) = (pki.pem("client"), pki.key("client"));
+    let _good = gatherer(
+        &url,
+        "good",
+        dir.path(),
+        &[
+            "--tls-ca",
+            &ca,
+            "--tls-cert",
+            &client,
+            "--tls-key",
+            &client_key,
+        ],
+    );
+    wait_for(Duration::from_secs(20), "rows over mutual TLS", || {
+        rows_of(dir.path(), "good") >= 3
+    });
+
+    let no_cert = gatherer(&url, "no-cert", dir.path(), &["--tls-ca", &ca]);
+    let (rogue, rogue_key) = (pki.pem("rogue"), pki.key("rogue"));
+    let rogue = gatherer(
+        &url,
+        "rogue",
+        dir.path(),
+        &[
+            "--tls-ca",
+            &ca,
+            "--tls-cert",
+            &rogue,
+            "--tls-key",
+            &rogue_key,
+        ],
+    );
+    wait_log(
+        &no_cert,
+        "the gatherer without a certificate to be refused",
+        "Unauthenticated: a client certificate is required",
+    );
+    wait_log(
+        &rogue,
+        "the gatherer with another CA's certificate to be refused",
+        "Unauthenticated: the client certificate is not accepted by this reporter's --tls-client-ca",
+    );
+    let log = r.log_text();
+    let refusals: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("refused an unauthenticated call"))
+        .collect();
+    assert!(
+        refusals.iter().any(
+            |l| l.contains("peer=127.0.0.1:") && l.contains("a client certificate is required")
+        ),
+        "{log}"
+    );
+    assert!(
+        refusals
+            .iter()
+            .any(|l| l.contains("peer=127.0.0.1:") && l.contains("UnknownIssuer")),
+        "{log}"
+    );
+    // The good gatherer streams on beside the refused ones, which store nothing.
+    let before = rows_of(dir.path(), "good");
+    wait_for(
+        Duration::from_secs(20),
+        "more rows from the good gatherer",
+        || rows_of(dir.path(), "good") >= before + 5,
+    );
+    assert_eq!(rows_of(dir.path(), "no-cert"), 0);
+    assert_eq!(rows_of(dir.path(), "rogue"), 0);
+    // Operators see the mTLS peer as for plaintext ones.
+    let (ok, out, err) = grpcurl(&[
+        "-cacert",
+        &ca,
+        "-cert",
+        &client,
+        "-key",
+        &client_key,
+        &format!("127.0.0.1:{port}"),
+        "hostpulse.v1.Admin/ListNodes",
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("\"nodeId\": \"good\"") && out.contains("\"peer\": \"127.0.0.1:"),
+        "{out}"
+    );
+    // A refused gatherer keeps its batches and keeps retrying.
+    assert!(no_cert.log_text().contains("buffered_batches="));
+    assert!(
+        r.stop().success(),
+        "a TLS reporter stops cleanly on SIGTERM"
+    );
+}
+
+#[test]
+fn a_refused_gatherer_delivers_its_batches_once_its_certificate_is_fixed() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    let port = free_port();
+    let ca = pki.pem("ca1");
+    let _r = tls_reporter(port, dir.path(), &pki, &["--tls-client-ca", &ca]);
+    // The gatherer's own files, as a mounted Secret: first another CA's.
+    let (cert, key) = (dir.path().join("node.crt"), dir.path().join("node.key"));
+    std::fs::copy(pki.pem("rogue"), &cert).unwrap();
+    std::fs::copy(pki.key("rogue"), &key).unwrap();
+    let (cert_flag, key_flag) = (cert.display().to_string(), key.display().to_string());
+    let g = gatherer(
+        &format!("https://127.0.0.1:{port}"),
+        "fixed",
+        dir.path(),
+        &[
+            "--tls-ca",
+            &ca,
+            "--tls-cert",
+            &cert_flag,
+            "--tls-key",
+            &key_flag,
+            "--buffer-dir",
+            &dir.path().join("buffer").display().to_string(),
+        ],
+    );
+    wait_log(
+        &g,
+        "the first refusal",
+        "Unauthenticated: the client certificate is not accepted",
+    );
+    std::fs::copy(pki.key("client"), &key).unwrap();
+    std::fs::copy(pki.pem("client"), &cert).unwrap();
+    // The next retry reads the new files; what was collected meanwhile arrives.
+    wait_log(
+        &g,
+        "the stream with the new certificate",
+        "streaming to reporter",
+    );
+    wait_for(Duration::from_secs(30), "the buffered cycles", || {
+        let rows = sink_rows(&dir.path().join("rows.jsonl"));
+        let cycles: Vec<u64> = rows
+            .table("agent")
+            .iter()
+            .filter(|r| r["node"] == "fixed")
+            .filter_map(|r| r["fields"]["cycles_total"].as_u64())
+            .collect();
+        cycles.contains(&1) && cycles.len() >= 10
+    });
+}
+
+#[test]
+fn wrong_trust_and_wrong_schemes_are_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    let port = free_port();
+    let r = tls_reporter(port, dir.path(), &pki, &[]);
+    let ca2 = pki.pem("ca2");
+    let wrong_ca = gatherer(
+        &format!("https://127.0.0.1:{port}"),
+        "wrong-ca",
+        dir.path(),
+        &["--tls-ca", &ca2],
+    );
+    wait_log(
+        &wrong_ca,
+        "the untrusted reporter certificate to be explained",
+        &format!("the reporter's certificate is not trusted by --tls-ca {ca2}"),
+    );
+    let plaintext = gatherer(
+        &format!("http://127.0.0.1:{port}"),
+        "plain",
+        dir.path(),
+        &[],
+    );
+    wait_log(
+        &plaintext,
+        "the plaintext gatherer to be told to use TLS",
+        "Unauthenticated: this reporter accepts TLS only: use https://",
+    );
+    wait_log(
+        &r,
+        "the reporter to log the plaintext connection",
+        "a plaintext connection to the TLS listener",
+    );
+    wait_log(
+        &r,
+        "the reporter to log the failed handshake",
+        "TLS handshake failed",
+    );
+
+    // The reverse: https:// to a plaintext reporter.
+    let plain_dir = tempfile::tempdir().unwrap();
+    let plain_port = free_port();
+    let _plain = reporter(plain_port, plain_dir.path(), &[]);
+    let https = gatherer(
+        &format!("https://127.0.0.1:{plain_port}"),
+        "https",
+        dir.path(),
+        &["--tls-ca", &pki.pem("ca1")],
+    );
+    wait_log(
+        &https,
+        "https to a plaintext reporter to be explained",
+        "is it serving plaintext? use http://127.0.0.1",
+    );
+    assert_eq!(rows_of(dir.path(), "wrong-ca"), 0);
+}
+
+#[test]
+fn bearer_tokens_are_required_and_rotate() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, "old-secret-1\n\nnew-secret-2\n").unwrap();
+    let port = free_port();
+    let r = tls_reporter(
+        port,
+        dir.path(),
+        &pki,
+        &["--token-file", tokens.to_str().unwrap()],
+    );
+    let url = format!("https://127.0.0.1:{port}");
+    let ca = pki.pem("ca1");
+    let token_file = |name: &str, token: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, format!("{token}\n")).unwrap();
+        path.display().to_string()
+    };
+    let old = token_file("old", "old-secret-1");
+    let new = token_file("new", "new-secret-2");
+    let wrong = token_file("wrong", "guess-3");
+    let _old = gatherer(
+        &url,
+        "old",
+        dir.path(),
+        &["--tls-ca", &ca, "--token-file", &old],
+    );
+    let _new = gatherer(
+        &url,
+        "new",
+        dir.path(),
+        &["--tls-ca", &ca, "--token-file", &new],
+    );
+    let wrong = gatherer(
+        &url,
+        "wrong",
+        dir.path(),
+        &["--tls-ca", &ca, "--token-file", &wrong],
+    );
+    let missing = gatherer(&url, "missing", dir.path(), &["--tls-ca", &ca]);
+    wait_for(Duration::from_secs(20), "rows with both tokens", || {
+        rows_of(dir.path(), "old") >= 3 && rows_of(dir.path(), "new") >= 3
+    });
+    wait_log(
+        &wrong,
+        "the wrong token to be refused",
+        "Unauthenticated: invalid bearer token",
+    );
+    wait_log(
+        &missing,
+        "the missing token to be refused",
+        "Unauthenticated: missing bearer token",
+    );
+    assert_eq!(
+        rows_of(dir.path(), "wrong") + rows_of(dir.path(), "missing"),
+        0
+    );
+    let log = r.log_text();
+    assert!(
+        log.contains("refused an unauthenticated call peer=127.0.0.1:"),
+        "{log}"
+    );
+    for secret in ["old-secret-1", "new-secret-2", "guess-3"] {
+        assert!(
+            !log.contains(secret),
+            "a token in the reporter's log: {log}"
+        );
+    }
+
+    // Rotation, end: the old token is removed and SIGHUP reloads the file.
+    let addr = format!("127.0.0.1:{port}");
+    let admin = |token: &str| {
+        grpcurl(&[
+            "-cacert",
+            &ca,
+            "-H",
+            &format!("authorization: Bearer {token}"),
+            &addr,
+            "hostpulse.v1.Admin/ListNodes",
+        ])
+    };
+    assert!(
+        admin("old-secret-1").0,
+        "the old token works before the rotation"
+    );
+    std::fs::write(&tokens, "new-secret-2\n").unwrap();
+    r.signal("HUP");
+    wait_log(
+        &r,
+        "the token file to be reloaded",
+        "token file reloaded tokens=1",
+    );
+    let (ok, _, err) = admin("old-secret-1");
+    assert!(!ok && err.contains("Unauthenticated"), "{err}");
+    let (ok, out, err) = admin("new-secret-2");
+    assert!(ok, "{err}");
+    assert!(out.contains("\"nodeId\": \"new\""), "{out}");
+}
+
+#[test]
+fn grpcurl_works_with_tls_and_health_stays_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    let port = free_port();
+    let ca = pki.pem("ca1");
+    let _r = tls_reporter(port, dir.path(), &pki, &["--tls-client-ca", &ca]);
+    let addr = format!("127.0.0.1:{port}");
+    let (client, client_key) = (pki.pem("client"), pki.key("client"));
+    let mtls = ["-cacert", &ca, "-cert", &client, "-key", &client_key];
+    let with = |extra: &[&str]| {
+        let mut args: Vec<&str> = mtls.to_vec();
+        args.extend_from_slice(extra);
+        grpcurl(&args)
+    };
+    let (ok, out, err) = with(&[&addr, "list"]);
+    assert!(ok, "{err}");
+    assert!(out.lines().any(|l| l == "hostpulse.v1.Admin"), "{out}");
+    let (ok, out, err) = with(&[&addr, "hostpulse.v1.Admin/ListNodes"]);
+    assert!(ok, "{err}");
+    assert!(out.starts_with('{'), "{out}");
+    let (ok, _, err) = with(&[&addr, "hostpulse.v1.Admin/Status"]);
+    assert!(ok, "{err}");
+
+    // Without a client certificate: Admin is refused, health and reflection answer.
+    let (ok, _, err) = grpcurl(&["-cacert", &ca, &addr, "hostpulse.v1.Admin/ListNodes"]);
+    assert!(!ok, "Admin without a client certificate");
+    assert!(
+        err.contains("Unauthenticated") && err.contains("a client certificate is required"),
+        "{err}"
+    );
+    let (ok, out, err) = grpcurl(&["-cacert", &ca, &addr, "grpc.health.v1.Health/Check"]);
+    assert!(ok && out.contains("SERVING"), "{out} {err}");
+    let (ok, out, err) = grpcurl(&["-cacert", &ca, &addr, "describe", "hostpulse.v1.Hello"]);
+    assert!(ok && out.contains("protocol_version"), "{out} {err}");
+
+    // -plaintext against the TLS port: a clear answer, not a protocol error.
+    let (ok, _, err) = grpcurl(&["-plaintext", &addr, "grpc.health.v1.Health/Check"]);
+    assert!(!ok);
+    assert!(
+        err.contains("this reporter accepts TLS only: use https://"),
+        "{err}"
+    );
+}
+
+#[test]
+fn certificates_reload_on_sighup_and_file_change_and_a_bad_one_keeps_the_old() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    // The reporter's files live apart, as a mounted Secret would.
+    let live = dir.path().join("live");
+    std::fs::create_dir(&live).unwrap();
+    let (cert, key) = (live.join("tls.crt"), live.join("tls.key"));
+    std::fs::copy(pki.pem("server"), &cert).unwrap();
+    std::fs::copy(pki.key("server"), &key).unwrap();
+    let port = free_port();
+    let (cert_flag, key_flag) = (cert.display().to_string(), key.display().to_string());
+    let r = reporter(
+        port,
+        dir.path(),
+        &["--tls-cert", &cert_flag, "--tls-key", &key_flag],
+    );
+    let addr = format!("127.0.0.1:{port}");
+    let health = |ca: &str| {
+        grpcurl(&[
+            "-cacert",
+            &pki.pem(ca),
+            &addr,
+            "grpc.health.v1.Health/Check",
+        ])
+        .0
+    };
+    assert!(
+        health("ca1") && !health("ca2"),
+        "served by ca1's certificate"
+    );
+
+    // A new certificate from another CA, then SIGHUP.
+    pki.leaf(
+        "server2",
+        "ca2",
+        "serverAuth",
+        Some("IP:127.0.0.1,DNS:localhost"),
+    );
+    std::fs::copy(pki.key("server2"), &key).unwrap();
+    std::fs::copy(pki.pem("server2"), &cert).unwrap();
+    r.signal("HUP");
+    wait_log(
+        &r,
+        "the certificate to be reloaded",
+        "TLS material reloaded",
+    );
+    assert!(
+        health("ca2") && !health("ca1"),
+        "new connections see the new certificate"
+    );
+
+    // A broken certificate: logged, and the previous one stays in force.
+    // (The file check may have seen the key alone change above and logged a
+    // refusal then: count the refusals from here.)
+    let refusals = || r.log_text().matches("TLS material NOT reloaded").count();
+    let before = refusals();
+    std::fs::write(&cert, "not a certificate\n").unwrap();
+    r.signal("HUP");
+    wait_for(
+        Duration::from_secs(20),
+        "the bad certificate to be refused",
+        || refusals() > before,
+    );
+    assert!(health("ca2"), "the previous certificate still serves");
+
+    // No signal at all: a changed file is noticed by the periodic check
+    // (cert-manager renewing a Secret).
+    let reloads = || r.log_text().matches("TLS material reloaded").count();
+    let before = reloads();
+    std::fs::copy(pki.key("server"), &key).unwrap();
+    std::fs::copy(pki.pem("server"), &cert).unwrap();
+    wait_for(
+        Duration::from_secs(20),
+        "the changed files to be reloaded",
+        || reloads() > before && health("ca1"),
+    );
+    assert!(!health("ca2"));
+}
+
+#[test]
+fn inconsistent_flags_stop_both_binaries_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    let out = run("reporter", &s(&["--tls-client-ca", &pki.pem("ca1")]), &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stderr.contains("--tls-cert"), "{}", out.stderr);
+    let out = run(
+        "reporter",
+        &s(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--sqlite",
+            "none",
+            "--jsonl",
+            "stdout",
+            "--spool-dir",
+            &dir.path().join("spool").display().to_string(),
+            "--tls-cert",
+            &pki.pem("server"),
+            "--tls-key",
+            &pki.key("client"),
+        ]),
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stderr.contains("KeyMismatch"), "{}", out.stderr);
+    let out = run(
+        "gatherer",
+        &s(&[
+            "--reporter",
+            "http://127.0.0.1:1",
+            "--tls-ca",
+            &pki.pem("ca1"),
+        ]),
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        out.stderr.contains(
+            "--tls-ca is given but --reporter http://127.0.0.1:1/ is plaintext: use https://"
+        ),
+        "{}",
+        out.stderr
+    );
+    let out = run(
+        "gatherer",
+        &s(&[
+            "--reporter",
+            "https://127.0.0.1:1",
+            "--token-file",
+            "/nonexistent/token",
+        ]),
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        out.stderr
+            .contains("cannot read --token-file /nonexistent/token"),
+        "{}",
+        out.stderr
+    );
+}
