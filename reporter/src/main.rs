@@ -35,6 +35,14 @@ fn main() -> ExitCode {
         }
     };
     if loaded.args.ops.print_config {
+        // The pushed table is checked as at start, so a CI step running
+        // --print-config catches its mistakes too.
+        if let Some(path) = &loaded.args.ops.config {
+            if let Err(e) = config::Config::load(path) {
+                eprintln!("error: configuration: {e}");
+                return ExitCode::from(2);
+            }
+        }
         print!("{}", loaded.render("reporter", &redact));
         if let Some((_, table)) = &loaded.file {
             if let Some(section) = table.get(config::SECTION) {

@@ -303,17 +303,22 @@ impl Daemon {
         let _ = self.child.wait();
     }
 
-    /// SIGTERM, then wait for a clean exit.
-    pub fn stop(mut self) -> ExitStatus {
+    /// SIGTERM, then wait for the exit.
+    pub fn stop(self) -> ExitStatus {
         self.signal("TERM");
-        let deadline = Instant::now() + Duration::from_secs(20);
+        self.wait_exit(Duration::from_secs(20))
+    }
+
+    /// Waits for the process to exit by itself (`--cycles`, `--once`).
+    pub fn wait_exit(mut self, limit: Duration) -> ExitStatus {
+        let deadline = Instant::now() + limit;
         loop {
             if let Some(s) = self.child.try_wait().expect("try_wait") {
                 return s;
             }
             assert!(
                 Instant::now() < deadline,
-                "{} did not stop on SIGTERM:\n{}",
+                "{} did not exit within {limit:?}:\n{}",
                 self.pid(),
                 self.log_text()
             );

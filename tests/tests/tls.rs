@@ -53,10 +53,10 @@ fn gatherer(url: &str, node: &str, dir: &Path, security: &[&str]) -> Daemon {
     Daemon::start("gatherer", &args, dir)
 }
 
-/// How many agent rows of node `node` reached the sink.
+/// How many hostpulse_self rows of node `node` reached the sink.
 fn rows_of(dir: &Path, node: &str) -> usize {
     sink_rows(&dir.join("rows.jsonl"))
-        .table("agent")
+        .table("hostpulse_self")
         .iter()
         .filter(|r| r["node"] == node)
         .count()
@@ -212,7 +212,7 @@ fn a_refused_gatherer_delivers_its_batches_once_its_certificate_is_fixed() {
     wait_for(Duration::from_secs(30), "the buffered cycles", || {
         let rows = sink_rows(&dir.path().join("rows.jsonl"));
         let cycles: Vec<u64> = rows
-            .table("agent")
+            .table("hostpulse_self")
             .iter()
             .filter(|r| r["node"] == "fixed")
             .filter_map(|r| r["fields"]["cycles_total"].as_u64())
