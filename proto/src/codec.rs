@@ -10,7 +10,7 @@
 //!         series_delta: ids as differences from the previous id (first from 0)
 //!         ints:  INT series values, in order         (varints)
 //!         milli: FLOAT series values * 1000, in order (zigzag varints)
-//!         wide:  floats beyond +-9e15, in order of use (milli holds i64::MIN)
+//!         wide:  floats beyond +-1e12, in order of use (milli holds i64::MIN)
 //! ```
 //!
 //! A gatherer assigns ids in first-seen order and lists each row's fields
