@@ -164,24 +164,14 @@ impl admin::Report for GathererReport {
         metrics().write(page);
     }
 
-    /// Unhealthy when collection has stalled: no cycle for three intervals
-    /// plus 30 s. Delivery problems are not liveness problems: a restart would
-    /// not make an unreachable reporter reachable, and the buffer would be
-    /// replayed anyway.
+    /// See [`gatherer::metrics::stalled`].
     fn health(&self) -> Result<(), String> {
         let interval = self.interval.max(metrics().interval());
-        let limit = interval * 3 + Duration::from_secs(30);
-        let since = metrics()
-            .since_last_cycle()
-            .unwrap_or_else(|| self.started.elapsed());
-        if since > limit {
-            return Err(format!(
-                "no collection cycle completed for {}s (limit {}s)",
-                since.as_secs(),
-                limit.as_secs()
-            ));
-        }
-        Ok(())
+        gatherer::metrics::stalled(
+            metrics().since_last_cycle(),
+            self.started.elapsed(),
+            interval,
+        )
     }
 }
 

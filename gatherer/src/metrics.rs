@@ -192,3 +192,44 @@ impl Metrics {
         }
     }
 }
+
+/// The liveness verdict: collection has stalled when no cycle completed for
+/// three intervals plus 30 s (`since_last` is `None` before the first cycle,
+/// when the process's age counts instead). Delivery problems are not
+/// liveness problems: a restart would not make an unreachable reporter
+/// reachable, and the buffer is replayed anyway.
+pub fn stalled(
+    since_last: Option<Duration>,
+    uptime: Duration,
+    interval: Duration,
+) -> Result<(), String> {
+    let limit = interval * 3 + Duration::from_secs(30);
+    let since = since_last.unwrap_or(uptime);
+    if since > limit {
+        return Err(format!(
+            "no collection cycle completed for {}s (limit {}s)",
+            since.as_secs(),
+            limit.as_secs()
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn liveness_fails_only_when_collection_stalls() {
+        let s = Duration::from_secs;
+        assert!(stalled(Some(s(5)), s(500), s(10)).is_ok());
+        assert!(stalled(Some(s(59)), s(500), s(10)).is_ok());
+        let err = stalled(Some(s(61)), s(500), s(10)).unwrap_err();
+        assert!(err.contains("61s") && err.contains("limit 60s"), "{err}");
+        // Before the first cycle the process's age counts.
+        assert!(stalled(None, s(20), s(10)).is_ok());
+        assert!(stalled(None, s(90), s(10)).is_err());
+        // A long interval pushed by the reporter widens the limit.
+        assert!(stalled(Some(s(200)), s(500), s(60)).is_ok());
+    }
+}

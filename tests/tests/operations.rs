@@ -548,3 +548,26 @@ fn traces_reach_an_otlp_collector_when_one_is_configured() {
     assert!(!log.contains("exporting traces"), "{log}");
     assert_eq!(spans.lock().unwrap().len(), before);
 }
+
+#[test]
+fn applying_the_schema_fails_with_the_reason_when_questdb_is_unreachable() {
+    // What a Kubernetes Job sees before QuestDB is up: a failure (the Job
+    // retries), the reason, and no server left running.
+    let port = free_port();
+    let conf = format!("http::addr=127.0.0.1:{port};");
+    let (code, _, err) = run(
+        "reporter",
+        &["--questdb", &conf, "--apply-schema-and-exit"],
+        &[],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("could not apply the QuestDB schema"), "{err}");
+    assert!(
+        err.contains(&format!("127.0.0.1:{port}")),
+        "the address is named: {err}"
+    );
+    // Without a database to apply it to, the flag is refused outright.
+    let (code, _, err) = run("reporter", &["--apply-schema-and-exit"], &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--questdb"), "{err}");
+}
