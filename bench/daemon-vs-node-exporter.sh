@@ -40,6 +40,25 @@ g_cpu_ms=$(python3 -c "print(f'{($gu+$gs)*1000/$N:.3f}')")
 rows=$("$G" --once --interval 100ms --log-level warn | wc -l)
 samples=$("$G" --once --interval 100ms --log-level warn | python3 -c 'import json,sys; print(sum(len(json.loads(l)["fields"]) for l in sys.stdin))')
 
+# --- gatherer as deployed: streaming to a reporter (--sink null) with its
+# admin port on, /metrics scraped once a second. Same CPU and peak RSS
+# measures as above, so the cost of the stream, the buffer and the admin port
+# shows as the difference.
+cargo build --release -p reporter --quiet
+R="$(dirname "$G")/reporter"
+free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+RP=$(free_port); AP=$(free_port)
+"$R" --listen 127.0.0.1:$RP --sink null --log-level warn >/dev/null 2>&1 &
+rp=$!
+for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$RP") 2>/dev/null && break; sleep 0.1; done
+( for _ in $(seq $((N / 100 + 5))); do sleep 1; curl -sf -o /dev/null "http://127.0.0.1:$AP/metrics" || true; done ) &
+scraper=$!
+out=$(/usr/bin/time -f '%U %S %M' "$G" --reporter http://127.0.0.1:$RP --admin-listen 127.0.0.1:$AP \
+  --interval 10ms --cycles "$N" --log-level warn 2>&1 >/dev/null | tail -1)
+read -r su ss smax <<<"$out"
+kill $scraper $rp 2>/dev/null || true
+s_cpu_ms=$(python3 -c "print(f'{($su+$ss)*1000/$N:.3f}')")
+
 # --- gatherer: heap growth. The agent row carries the process's own RSS each
 # cycle: compare it after N cycles and after 10*N cycles of one process.
 read -r rss_n rss_10n < <("$G" --stdout --interval 1ms --cycles $((10 * N)) --log-level warn \
@@ -73,4 +92,5 @@ printf '| CPU per cycle / scrape | %s ms | %s ms |\n' "$g_cpu_ms" "$ne_cpu_ms"
 mb() { python3 -c "print(f'{$1/1024:.1f}')"; }
 printf '| peak RSS over %s rounds | %s MB | %s MB |\n' "$N" "$(mb "$gmax")" "$(mb "$ne_hwm")"
 printf '| samples per round | %s (%s rows) | %s |\n' "$samples" "$rows" "$ne_samples"
+printf '| streaming + admin port: CPU per cycle, peak RSS | %s ms, %s MB | |\n' "$s_cpu_ms" "$(mb "$smax")"
 printf '| gatherer RSS after %s / %s cycles | %s MB / %s MB | |\n' "$N" "$((10 * N))" "$(mb "$rss_n")" "$(mb "$rss_10n")"
