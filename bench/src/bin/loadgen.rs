@@ -5,6 +5,9 @@
 //! cargo build --release -p reporter -p hostpulse-bench
 //! cargo run --release -p hostpulse-bench --bin loadgen -- --streams 1000 --interval 1s --duration 20s
 //! cargo run --release -p hostpulse-bench --bin loadgen -- --streams 100 --max-rate --duration 20s
+//! # the same streams over mutual TLS with a bearer token, trace export on, admin port open
+//! loadgen --mtls --token --reporter-env OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317 \
+//!     --reporter-arg --admin-listen=127.0.0.1:9100
 //! ```
 //!
 //! # What it measures
@@ -20,6 +23,12 @@
 //!   as cores used, and samples per second per reporter core; its RSS when
 //!   idle, once every stream is open (before any batch), at the end of the
 //!   window, and its peak (`VmHWM`), plus the growth per stream.
+//! - **Opening**: the time from the first connection attempt until every
+//!   connection is established (TCP, plus the TLS handshake with `--tls`),
+//!   and until every stream has its `Welcome`; and the reporter's CPU time
+//!   over that (clock ticks: 10 ms resolution). With the default 100
+//!   streams per connection there are few handshakes; `--streams-per-connection 1`
+//!   gives each simulated gatherer its own connection, as real gatherers have.
 //! - **Context**: the load generator's own CPU over the same window, and the
 //!   whole machine's busy time (`/proc/stat`), so a reader can tell when the
 //!   generator (or anything else on the machine) competed with the reporter.
@@ -32,11 +41,14 @@
 //! 2. Starts the reporter binary (`--reporter-bin`, by default `reporter`
 //!    next to this executable) on a free `127.0.0.1` port with
 //!    `--sink null --log-level warn --max-streams <streams + 64>
-//!    --max-connection-age 24h`, and waits until it accepts connections. A
+//!    --max-connection-age 24h` (then the security flags below, then every
+//!    `--reporter-arg`, with every `--reporter-env` in its environment), and
+//!    waits until it accepts connections. A
 //!    guard kills it when this program ends, on Ctrl-C or SIGTERM, and when
 //!    it panics (not when it is itself killed with SIGKILL).
 //! 3. Opens `--streams` streams over `ceil(streams / --streams-per-connection)`
-//!    HTTP/2 connections, with gzip both ways like a gatherer. Each stream is
+//!    HTTP/2 connections, all connecting at once as gatherers do after a
+//!    reporter restart, with gzip both ways like a gatherer. Each stream is
 //!    one simulated gatherer: its own node id in `Hello`, its own
 //!    [`Dictionary`] and [`StreamSent`], and it waits for `Welcome`.
 //! 4. Once every stream is open, each sends one batch per `--interval`, its
@@ -62,6 +74,31 @@
 //!    backlog they leave takes a few seconds to clear, and measuring it
 //!    would report the start-up, not the steady state.
 //!
+//! # Security and self-telemetry
+//!
+//! What issue 5 added to the reporter, driven as gatherers drive it:
+//!
+//! - `--tls`: the `openssl` CLI makes a CA, a server certificate for
+//!   `127.0.0.1` and a client certificate in a temporary directory (removed at
+//!   the end; see [`hostpulse_bench::pki`]); the reporter gets `--tls-cert`/`--tls-key`,
+//!   connections use `https://` and trust only that CA. Measures TLS record
+//!   encryption on every byte, and the handshakes (see *Opening*).
+//! - `--mtls` (implies `--tls`): the reporter also gets `--tls-client-ca`;
+//!   every connection presents the client certificate, which the reporter
+//!   verifies at the handshake and its auth layer checks on every call.
+//! - `--token`: a token file is written and passed as `--token-file`; every
+//!   stream sends `authorization: Bearer <token>`, compared per call (once per
+//!   stream, not per batch).
+//! - `--reporter-env KEY=VALUE` (repeatable): e.g.
+//!   `OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317` turns on OTLP trace
+//!   export (one `batch` span per batch at the default `--trace-level debug`);
+//!   the `otlp_sink` binary is a receiver that counts what arrives.
+//! - `--reporter-arg ARG` (repeatable): any other reporter flag, e.g.
+//!   `--reporter-arg --admin-listen=127.0.0.1:9100` (scrape it yourself; the
+//!   generator does not).
+//!
+//! The report's `security` line says which were on.
+//!
 //! The load generator runs on the same machine as the reporter and competes
 //! with it for CPU (it encodes and gzips every batch, as real gatherers
 //! would on their own hosts): compare the reporter's cores with the
@@ -83,6 +120,7 @@
 #![forbid(unsafe_code)]
 
 use std::collections::VecDeque;
+use std::ffi::OsString;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
@@ -92,6 +130,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
 use hostpulse_bench::cycles::{self, Cycles};
+use hostpulse_bench::pki::{Pki, TempDir};
 use hostpulse_bench::procstat::{self, Process};
 use hostpulse_proto::PROTOCOL_VERSION;
 use hostpulse_proto::codec::{Dictionary, StreamSent};
@@ -101,7 +140,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::codec::CompressionEncoding;
-use tonic::transport::{Channel, Endpoint};
+use tonic::metadata::AsciiMetadataValue;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 /// The gatherer's window of unacknowledged batches.
 const GATHERER_WINDOW: usize = 64;
@@ -176,6 +216,42 @@ struct Args {
     /// No progress lines on stderr.
     #[arg(long)]
     quiet: bool,
+
+    /// TLS as gatherers use it: a CA, a server certificate for 127.0.0.1 and
+    /// a client certificate are made with the `openssl` CLI in a temporary
+    /// directory; the reporter gets --tls-cert/--tls-key, the connections
+    /// use https:// and trust that CA.
+    #[arg(long)]
+    tls: bool,
+
+    /// Mutual TLS (implies --tls): the reporter also gets --tls-client-ca,
+    /// every connection presents the client certificate.
+    #[arg(long)]
+    mtls: bool,
+
+    /// Bearer token: a token file is written and passed as --token-file,
+    /// every stream sends `authorization: Bearer <token>`.
+    #[arg(long)]
+    token: bool,
+
+    /// KEY=VALUE added to the reporter's environment (repeatable), e.g.
+    /// OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317.
+    #[arg(long = "reporter-env", value_name = "KEY=VALUE", value_parser = parse_env)]
+    reporter_env: Vec<(String, String)>,
+
+    /// An extra reporter argument (repeatable), after loadgen's own; give a
+    /// flag and its value as one: --reporter-arg --admin-listen=127.0.0.1:9100.
+    #[arg(long = "reporter-arg", value_name = "ARG", allow_hyphen_values = true)]
+    reporter_arg: Vec<String>,
+}
+
+fn parse_env(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((key, value)) if !key.is_empty() && !key.contains(char::is_whitespace) => {
+            Ok((key.to_string(), value.to_string()))
+        }
+        _ => Err(format!("{s:?} is not KEY=VALUE")),
+    }
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -206,6 +282,22 @@ impl Args {
         })
     }
 
+    fn tls(&self) -> bool {
+        self.tls || self.mtls
+    }
+
+    /// One line for the report: what protects the streams.
+    fn security(&self) -> &'static str {
+        match (self.tls(), self.mtls, self.token) {
+            (false, _, false) => "plaintext",
+            (false, _, true) => "plaintext, bearer token",
+            (true, false, false) => "TLS",
+            (true, false, true) => "TLS, bearer token",
+            (true, true, false) => "mutual TLS",
+            (true, true, true) => "mutual TLS, bearer token",
+        }
+    }
+
     fn connections(&self) -> usize {
         self.streams.div_ceil(self.streams_per_connection)
     }
@@ -230,14 +322,15 @@ struct Reporter {
 }
 
 impl Reporter {
-    fn start(bin: &Path, addr: SocketAddr, args: &Args) -> std::io::Result<Reporter> {
+    fn start(
+        bin: &Path,
+        addr: SocketAddr,
+        args: &Args,
+        security: &Security,
+    ) -> std::io::Result<Reporter> {
         let child = Command::new(bin)
-            .arg("--listen")
-            .arg(addr.to_string())
-            .args(["--sink", &args.sink, "--log-level", "warn"])
-            .args(["--max-streams", &(args.streams + 64).to_string()])
-            // Streams end themselves at 85-100% of this age; keep them for the run.
-            .args(["--max-connection-age", "24h"])
+            .args(reporter_args(addr, args, security))
+            .envs(args.reporter_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -283,6 +376,119 @@ impl Drop for Reporter {
     }
 }
 
+/// The reporter's command line: loadgen's settings, then the security
+/// flags, then `--reporter-arg`s.
+fn reporter_args(addr: SocketAddr, args: &Args, security: &Security) -> Vec<OsString> {
+    let mut out: Vec<OsString> = vec!["--listen".into(), addr.to_string().into()];
+    for a in ["--sink", &args.sink, "--log-level", "warn"] {
+        out.push(a.into());
+    }
+    out.push("--max-streams".into());
+    out.push((args.streams + 64).to_string().into());
+    // Streams end themselves at 85-100% of this age; keep them for the run.
+    out.push("--max-connection-age".into());
+    out.push("24h".into());
+    if let Some(pki) = &security.pki {
+        out.push("--tls-cert".into());
+        out.push(pki.server_cert.clone().into());
+        out.push("--tls-key".into());
+        out.push(pki.server_key.clone().into());
+        if security.mtls {
+            out.push("--tls-client-ca".into());
+            out.push(pki.ca.clone().into());
+        }
+    }
+    if let Some(file) = &security.token_file {
+        out.push("--token-file".into());
+        out.push(file.clone().into());
+    }
+    out.extend(args.reporter_arg.iter().map(OsString::from));
+    out
+}
+
+// ---------------------------------------------------------------- security
+
+/// The token every stream sends with `--token` (any printable ASCII works;
+/// its length is a realistic one, 32 random bytes in hex).
+const TOKEN: &str = "6c6f616467656e2d62656e63682d746f6b656e2d30313233343536373839616263";
+
+/// What `--tls`, `--mtls` and `--token` set up, on both sides.
+struct Security {
+    /// Holds the generated files; removed when dropped.
+    _dir: Option<TempDir>,
+    /// The certificates, with --tls or --mtls.
+    pki: Option<Pki>,
+    mtls: bool,
+    /// The reporter's --token-file, with --token.
+    token_file: Option<PathBuf>,
+    /// What each stream sends, with --token.
+    authorization: Option<AsciiMetadataValue>,
+}
+
+impl Security {
+    fn prepare(args: &Args) -> Result<Security, String> {
+        if !args.tls() && !args.token {
+            return Ok(Security {
+                _dir: None,
+                pki: None,
+                mtls: false,
+                token_file: None,
+                authorization: None,
+            });
+        }
+        let dir = TempDir::new("hostpulse-loadgen")
+            .map_err(|e| format!("creating a temporary directory: {e}"))?;
+        let pki = if args.tls() {
+            Some(Pki::generate(dir.path())?)
+        } else {
+            None
+        };
+        let (token_file, authorization) = if args.token {
+            let file = dir
+                .write("token", format!("{TOKEN}\n").as_bytes())
+                .map_err(|e| format!("writing the token file: {e}"))?;
+            let value = AsciiMetadataValue::try_from(format!("Bearer {TOKEN}"))
+                .map_err(|e| e.to_string())?;
+            (Some(file), Some(value))
+        } else {
+            (None, None)
+        };
+        Ok(Security {
+            _dir: Some(dir),
+            pki,
+            mtls: args.mtls,
+            token_file,
+            authorization,
+        })
+    }
+
+    /// The endpoint every connection is made from: https:// and the CA
+    /// (plus the client identity with --mtls) when TLS is on.
+    fn endpoint(&self, addr: SocketAddr) -> Result<Endpoint, String> {
+        let scheme = if self.pki.is_some() { "https" } else { "http" };
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
+            .map_err(|e| e.to_string())?
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true);
+        if let Some(pki) = &self.pki {
+            let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+            let mut tls = ClientTlsConfig::new()
+                .domain_name(addr.ip().to_string())
+                .ca_certificate(Certificate::from_pem(read(&pki.ca)?));
+            if self.mtls {
+                tls = tls.identity(Identity::from_pem(
+                    read(&pki.client_cert)?,
+                    read(&pki.client_key)?,
+                ));
+            }
+            endpoint = endpoint
+                .tls_config(tls)
+                .map_err(|e| format!("TLS settings: {e}"))?;
+        }
+        Ok(endpoint)
+    }
+}
+
 fn default_reporter_bin() -> PathBuf {
     std::env::current_exe()
         .ok()
@@ -309,6 +515,8 @@ struct Plan {
     interval: Duration,
     max_rate: bool,
     window: usize,
+    /// `authorization` metadata of every stream (`--token`).
+    authorization: Option<AsciiMetadataValue>,
     counters: Counters,
 }
 
@@ -480,8 +688,14 @@ async fn stream_task(
     let (tx, rx) = mpsc::channel::<pb::GathererMessage>(plan.window + 4);
     let _ = tx.send(hello(index)).await;
     let opened = async {
+        let mut request = tonic::Request::new(ReceiverStream::new(rx));
+        if let Some(value) = &plan.authorization {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
         let mut inbound = client
-            .stream(ReceiverStream::new(rx))
+            .stream(request)
             .await
             .map_err(|s| format!("opening: {:?}: {}", s.code(), s.message()))?
             .into_inner();
@@ -659,7 +873,12 @@ fn read_now(pid: u32) -> Result<Reading, String> {
 struct Report {
     streams: usize,
     connections: usize,
+    /// From the first connect() to every connection established.
+    connect_seconds: f64,
+    /// From the first connect() to every stream's Welcome.
     open_seconds: f64,
+    /// The reporter's CPU time over `open_seconds`.
+    open_reporter_cpu_seconds: f64,
     window_seconds: f64,
     warmup_seconds: f64,
     acked_batches: u64,
@@ -684,25 +903,32 @@ async fn run(
     plan: Arc<Plan>,
     reporter: &Reporter,
     addr: SocketAddr,
+    security: &Security,
 ) -> Result<Report, String> {
     reporter.wait_listening(addr).await?;
     let ticks = procstat::clock_ticks_per_second();
     let rss_idle = reporter_memory(reporter.pid)?.rss_bytes;
+    let endpoint = security.endpoint(addr)?;
     let opening = Instant::now();
-    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|e| e.to_string())?
-        .connect_timeout(Duration::from_secs(5))
-        .tcp_nodelay(true);
+    let reporter_ticks_before_open = procstat::cpu_ticks(Process::Pid(reporter.pid))
+        .map_err(|e| format!("reading the reporter's CPU time: {e}"))?;
+    // All at once, as gatherers reconnect after a reporter restart; every
+    // connect() is its own HTTP/2 connection (and TLS handshake).
+    let connecting: Vec<_> = (0..args.connections())
+        .map(|_| {
+            let endpoint = endpoint.clone();
+            tokio::spawn(async move { endpoint.connect().await })
+        })
+        .collect();
     let mut channels = Vec::with_capacity(args.connections());
-    for _ in 0..args.connections() {
-        // Every connect() is its own HTTP/2 connection.
+    for c in connecting {
         channels.push(
-            endpoint
-                .connect()
-                .await
-                .map_err(|e| format!("connecting to {addr}: {e}"))?,
+            c.await
+                .map_err(|e| format!("a connection task failed: {e}"))?
+                .map_err(|e| format!("connecting to {addr}: {}", error_chain(&e)))?,
         );
     }
+    let connect_seconds = opening.elapsed().as_secs_f64();
 
     let (ready_tx, mut ready_rx) = mpsc::channel(args.streams);
     let (go_tx, go_rx) = watch::channel::<Option<Timeline>>(None);
@@ -735,13 +961,18 @@ async fn run(
         ));
     }
     let open_seconds = opening.elapsed().as_secs_f64();
+    let open_reporter_cpu_seconds = procstat::cpu_ticks(Process::Pid(reporter.pid))
+        .map_err(|e| format!("reading the reporter's CPU time: {e}"))?
+        .saturating_sub(reporter_ticks_before_open) as f64
+        / ticks as f64;
     let rss_open = reporter_memory(reporter.pid)?.rss_bytes;
     note(
         args,
         &format!(
-            "{} streams open over {} connections in {open_seconds:.2} s; sending",
+            "{} streams open over {} connections ({}) in {open_seconds:.2} s (connections {connect_seconds:.2} s, reporter CPU {open_reporter_cpu_seconds:.2} s); sending",
             args.streams,
-            args.connections()
+            args.connections(),
+            args.security(),
         ),
     );
 
@@ -788,7 +1019,9 @@ async fn run(
     let mut report = Report {
         streams: args.streams,
         connections: args.connections(),
+        connect_seconds,
         open_seconds,
+        open_reporter_cpu_seconds,
         window_seconds: elapsed.as_secs_f64(),
         warmup_seconds: args.warmup().as_secs_f64(),
         acked_batches: 0,
@@ -826,6 +1059,19 @@ async fn run(
     report.latencies_us = latencies_us;
     report.errors = errors;
     Ok(report)
+}
+
+/// An error and its sources on one line (tonic's transport error alone says
+/// only "transport error").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 fn reporter_memory(pid: u32) -> Result<procstat::Memory, String> {
@@ -951,7 +1197,10 @@ fn print_report(args: &Args, plan: &Plan, r: &Report) {
             "samples_per_batch": steady_samples,
             "warmup_s": r.warmup_seconds,
             "measured_s": r.window_seconds,
+            "security": args.security(),
+            "connections_established_s": r.connect_seconds,
             "streams_open_s": r.open_seconds,
+            "streams_open_reporter_cpu_s": r.open_reporter_cpu_seconds,
             "batches_sent_per_s": r.sent_in_window as f64 / secs,
             "batches_acked_per_s": batches_s,
             "samples_acked_per_s": samples_s,
@@ -986,6 +1235,11 @@ fn print_report(args: &Args, plan: &Plan, r: &Report) {
         r.streams, r.connections
     );
     println!("| mode | {mode} |");
+    println!("| security | {} |", args.security());
+    println!(
+        "| opening: connections established / streams open (Welcome) / reporter CPU | {:.3} s / {:.3} s / {:.2} s |",
+        r.connect_seconds, r.open_seconds, r.open_reporter_cpu_seconds
+    );
     println!("| samples per batch (steady state) | {steady_samples:.0} |");
     println!(
         "| measured window | {:.1} s after {:.1} s warm-up (streams opened in {:.2} s) |",
@@ -1071,6 +1325,13 @@ fn main() -> ExitCode {
             (rows, n)
         })
         .collect();
+    let security = match Security::prepare(&args) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let plan = Arc::new(Plan {
         first_samples: cycles::samples(&cycles.first) as u64,
         templates: args
@@ -1082,6 +1343,7 @@ fn main() -> ExitCode {
         interval: args.interval,
         max_rate: args.max_rate,
         window: args.window(),
+        authorization: security.authorization.clone(),
         counters: Counters::default(),
     });
 
@@ -1093,7 +1355,7 @@ fn main() -> ExitCode {
         }
     };
     // Killed when dropped: explicitly below, or while unwinding from a panic.
-    let reporter = match Reporter::start(&bin, addr, &args) {
+    let reporter = match Reporter::start(&bin, addr, &args, &security) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: starting {}: {e}", bin.display());
@@ -1121,8 +1383,8 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         tokio::select! {
-            r = run(&args, Arc::clone(&plan), &reporter, addr) => r,
-            () = interrupted() => Err("interrupted".to_string()),
+            r = run(&args, Arc::clone(&plan), &reporter, addr, &security) => r,
+            () = hostpulse_bench::interrupted() => Err("interrupted".to_string()),
         }
     });
     // Streams are closed by now, except after an interrupt: stop the
@@ -1143,22 +1405,6 @@ fn main() -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-async fn interrupted() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
     }
 }
 
@@ -1216,6 +1462,92 @@ mod tests {
             let expected = sent.wire_batch(&dict, &compact);
             assert_eq!(templates.batch(sequence), expected, "sequence {sequence}");
         }
+    }
+
+    #[test]
+    fn reporter_env_is_key_equals_value() {
+        assert_eq!(
+            parse_env("OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317"),
+            Ok((
+                "OTEL_EXPORTER_OTLP_ENDPOINT".to_string(),
+                "http://127.0.0.1:4317".to_string()
+            ))
+        );
+        assert_eq!(parse_env("EMPTY="), Ok(("EMPTY".into(), String::new())));
+        assert!(parse_env("NOVALUE").is_err());
+        assert!(parse_env("=x").is_err());
+    }
+
+    fn parse(flags: &[&str]) -> Args {
+        Args::try_parse_from(std::iter::once("loadgen").chain(flags.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn security_flags_reach_the_reporter_and_reporter_args_come_last() {
+        let dir = TempDir::new("hostpulse-loadgen-test").unwrap();
+        let args = parse(&[
+            "--mtls",
+            "--token",
+            "--reporter-arg",
+            "--admin-listen=127.0.0.1:0",
+            "--reporter-env",
+            "A=b",
+        ]);
+        assert!(args.tls());
+        assert_eq!(args.security(), "mutual TLS, bearer token");
+        assert_eq!(args.reporter_env, vec![("A".to_string(), "b".to_string())]);
+        let pki = Pki {
+            ca: dir.path().join("ca.pem"),
+            server_cert: dir.path().join("server.pem"),
+            server_key: dir.path().join("server.key"),
+            client_cert: dir.path().join("client.pem"),
+            client_key: dir.path().join("client.key"),
+        };
+        let security = Security {
+            _dir: None,
+            pki: Some(pki.clone()),
+            mtls: true,
+            token_file: Some(dir.path().join("token")),
+            authorization: None,
+        };
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, 9));
+        let argv: Vec<String> = reporter_args(addr, &args, &security)
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect();
+        let value = |flag: &str| {
+            let i = argv.iter().position(|a| a == flag).unwrap();
+            argv[i + 1].clone()
+        };
+        assert_eq!(value("--listen"), "127.0.0.1:9");
+        assert_eq!(value("--tls-cert"), pki.server_cert.to_str().unwrap());
+        assert_eq!(value("--tls-key"), pki.server_key.to_str().unwrap());
+        assert_eq!(value("--tls-client-ca"), pki.ca.to_str().unwrap());
+        assert!(value("--token-file").ends_with("token"));
+        assert_eq!(argv.last().unwrap(), "--admin-listen=127.0.0.1:0");
+
+        let plain = parse(&["--token"]);
+        let security = Security {
+            pki: None,
+            mtls: false,
+            ..security
+        };
+        let argv = reporter_args(addr, &plain, &security);
+        assert!(
+            !argv
+                .iter()
+                .any(|a| a.to_str().unwrap().starts_with("--tls"))
+        );
+        assert_eq!(plain.security(), "plaintext, bearer token");
+    }
+
+    #[test]
+    fn a_token_run_writes_the_file_the_streams_send() {
+        let security = Security::prepare(&parse(&["--token"])).unwrap();
+        let file = std::fs::read_to_string(security.token_file.as_ref().unwrap()).unwrap();
+        let sent = security.authorization.as_ref().unwrap().to_str().unwrap();
+        assert_eq!(sent, format!("Bearer {}", file.trim()));
+        assert!(security.pki.is_none());
     }
 
     #[test]

@@ -1,0 +1,224 @@
+//! Throw-away TLS material for benchmarks: a CA, a server certificate for
+//! `127.0.0.1` and a client certificate, made with the `openssl` CLI exactly
+//! as README.md's "TLS and authentication" shows (EC P-256, the server with
+//! `serverAuth` and `IP:127.0.0.1`, the client with `clientAuth`).
+//!
+//! ```text
+//! <temp dir>/
+//!   ca.pem  ca.key                 the CA (signs both below)
+//!   server.pem  server.key         reporter: --tls-cert / --tls-key
+//!   client.pem  client.key         mutual TLS client identity
+//!   token                          bearer token file (TempDir::write)
+//! ```
+//!
+//! Everything lives in a [`TempDir`], removed when it is dropped.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// A directory under the system's temporary directory, removed with
+/// everything in it when dropped.
+#[derive(Debug)]
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    /// Creates `<tmp>/<prefix>-<pid>-<nanos>`.
+    pub fn new(prefix: &str) -> io::Result<TempDir> {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let path = std::env::temp_dir().join(format!("{prefix}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&path)?;
+        Ok(TempDir { path })
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes `contents` to `name` inside it and returns the file's path.
+    pub fn write(&self, name: &str, contents: &[u8]) -> io::Result<PathBuf> {
+        let file = self.path.join(name);
+        std::fs::write(&file, contents)?;
+        Ok(file)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// The generated files (paths inside the directory given to [`Pki::generate`]).
+#[derive(Debug, Clone)]
+pub struct Pki {
+    /// The CA certificate: the client's trust root and the reporter's
+    /// `--tls-client-ca`.
+    pub ca: PathBuf,
+    /// The server certificate (SAN `IP:127.0.0.1`): `--tls-cert`.
+    pub server_cert: PathBuf,
+    /// Its key: `--tls-key`.
+    pub server_key: PathBuf,
+    /// The client certificate (`clientAuth`), for mutual TLS.
+    pub client_cert: PathBuf,
+    /// Its key.
+    pub client_key: PathBuf,
+}
+
+impl Pki {
+    /// Runs `openssl` in `dir` to make the CA and both certificates (a few
+    /// tens of milliseconds). Fails with openssl's own message.
+    pub fn generate(dir: &Path) -> Result<Pki, String> {
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ];
+        openssl(
+            dir,
+            &["req", "-x509"],
+            &ec,
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "30",
+                "-subj",
+                "/CN=hostpulse loadgen CA",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+        )?;
+        let issue = |name: &str, subject: &str, ext: &str| -> Result<(), String> {
+            let (key, csr, pem, extfile) = (
+                format!("{name}.key"),
+                format!("{name}.csr"),
+                format!("{name}.pem"),
+                format!("{name}.ext"),
+            );
+            openssl(
+                dir,
+                &["req", "-new"],
+                &ec,
+                &["-keyout", &key, "-out", &csr, "-subj", subject],
+            )?;
+            std::fs::write(dir.join(&extfile), ext)
+                .map_err(|e| format!("writing {}: {e}", dir.join(&extfile).display()))?;
+            openssl(
+                dir,
+                &["x509", "-req"],
+                &[],
+                &[
+                    "-in",
+                    &csr,
+                    "-CA",
+                    "ca.pem",
+                    "-CAkey",
+                    "ca.key",
+                    "-CAcreateserial",
+                    "-days",
+                    "30",
+                    "-extfile",
+                    &extfile,
+                    "-out",
+                    &pem,
+                ],
+            )
+        };
+        issue(
+            "server",
+            "/CN=reporter",
+            "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
+        )?;
+        issue("client", "/CN=loadgen", "extendedKeyUsage=clientAuth\n")?;
+        Ok(Pki {
+            ca: dir.join("ca.pem"),
+            server_cert: dir.join("server.pem"),
+            server_key: dir.join("server.key"),
+            client_cert: dir.join("client.pem"),
+            client_key: dir.join("client.key"),
+        })
+    }
+}
+
+/// `openssl <command> <options> <args>` in `dir`; its stderr is the error.
+fn openssl(dir: &Path, command: &[&str], options: &[&str], args: &[&str]) -> Result<(), String> {
+    let out = Command::new("openssl")
+        .args(command)
+        .args(options)
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("running openssl (is it installed?): {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "openssl {} failed ({}): {}",
+            command.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verify(dir: &Path, purpose: &str, cert: &Path) -> String {
+        let out = Command::new("openssl")
+            .args(["verify", "-purpose", purpose, "-CAfile"])
+            .arg(dir.join("ca.pem"))
+            .arg(cert)
+            .output()
+            .expect("openssl verify");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    #[test]
+    fn certificates_chain_to_the_ca_with_their_purposes() {
+        let dir = TempDir::new("hostpulse-pki-test").unwrap();
+        let pki = Pki::generate(dir.path()).unwrap();
+        assert!(verify(dir.path(), "sslserver", &pki.server_cert).contains("OK"));
+        assert!(verify(dir.path(), "sslclient", &pki.client_cert).contains("OK"));
+        for key in [&pki.server_key, &pki.client_key] {
+            let text = std::fs::read_to_string(key).unwrap();
+            assert!(text.contains("PRIVATE KEY"), "{text}");
+        }
+        let san = Command::new("openssl")
+            .args(["x509", "-noout", "-ext", "subjectAltName", "-in"])
+            .arg(&pki.server_cert)
+            .output()
+            .unwrap();
+        assert!(String::from_utf8_lossy(&san.stdout).contains("IP Address:127.0.0.1"));
+    }
+
+    #[test]
+    fn the_directory_goes_away_when_dropped() {
+        let dir = TempDir::new("hostpulse-pki-test").unwrap();
+        let token = dir.write("token", b"t\n").unwrap();
+        assert_eq!(std::fs::read(&token).unwrap(), b"t\n");
+        let path = dir.path().to_path_buf();
+        drop(dir);
+        assert!(!path.exists());
+    }
+}
