@@ -175,7 +175,7 @@ async fn run(args: Args) -> ExitCode {
             }
         }
     };
-    let listener = match tokio::net::TcpListener::bind(args.listen).await {
+    let listener = match listen(args.listen) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("error: cannot listen on {}: {e}", args.listen);
@@ -413,4 +413,20 @@ fn hostname() -> String {
         .ok()
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "reporter".to_string())
+}
+
+/// Binds the gRPC port with a deep accept queue. After a reporter restart
+/// every gatherer of the replica reconnects within a second; tokio's default
+/// backlog (1024) overflowed with 1,000 simultaneous connections in the load
+/// generator (TcpExtListenOverflows), and a dropped SYN costs the gatherer a
+/// 1 s retransmission. The kernel caps it at net.core.somaxconn.
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(8192)
 }
