@@ -24,9 +24,11 @@ if [ ${#need[@]} -gt 0 ]; then
   pkill -x prometheus-node-exporter 2>/dev/null || true
 fi
 
-cargo build --release -p gatherer --quiet
-G=target/release/gatherer
-[ -x "$G" ] || G="${CARGO_TARGET_DIR:-$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys;print(json.load(sys.stdin)["target_directory"])')}/release/gatherer"
+# The gatherer as shipped (profile `small`, see Cargo.toml); PROFILE=release to compare.
+PROFILE=${PROFILE:-small}
+cargo build --profile "$PROFILE" -p gatherer --quiet
+TARGET="${CARGO_TARGET_DIR:-$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys;print(json.load(sys.stdin)["target_directory"])')}"
+G="$TARGET/$PROFILE/gatherer"
 TICK=$(getconf CLK_TCK)
 
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
@@ -45,7 +47,7 @@ samples=$("$G" --once --interval 100ms --log-level warn | python3 -c 'import jso
 # measures as above, so the cost of the stream, the buffer and the admin port
 # shows as the difference.
 cargo build --release -p reporter --quiet
-R="$(dirname "$G")/reporter"
+R="$TARGET/release/reporter"
 free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 RP=$(free_port); AP=$(free_port)
 "$R" --listen 127.0.0.1:$RP --sink null --log-level warn >/dev/null 2>&1 &

@@ -6,12 +6,12 @@
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked -p gatherer \
- && strip target/release/gatherer \
+RUN cargo build --profile small --locked -p gatherer \
+ && strip target/small/gatherer \
  && mkdir -p /out/var/lib/hostpulse/buffer
 
 FROM gcr.io/distroless/cc-debian12:nonroot
-COPY --from=build /src/target/release/gatherer /usr/local/bin/gatherer
+COPY --from=build /src/target/small/gatherer /usr/local/bin/gatherer
 # The buffer directory, owned by the image's user (a fresh named volume
 # mounted there copies this ownership).
 COPY --from=build --chown=65532:65532 /out/var/lib/hostpulse /var/lib/hostpulse
