@@ -61,7 +61,7 @@ read -r su ss smax <<<"$out"
 kill $scraper $rp 2>/dev/null || true
 s_cpu_ms=$(python3 -c "print(f'{($su+$ss)*1000/$N:.3f}')")
 
-# --- gatherer: heap growth. The agent row carries the process's own RSS each
+# --- gatherer: heap growth. The hostpulse_self row carries the process's own RSS each
 # cycle: compare it after N cycles and after 10*N cycles of one process.
 read -r rss_n rss_10n < <("$G" --stdout --interval 1ms --cycles $((10 * N)) --log-level warn \
   | grep -F '"table":"hostpulse_self"' | python3 -c '

@@ -45,7 +45,7 @@ fn gatherer(port: u16, node: &str, run: &str, dir: &Path, extra: &[&str]) -> Dae
     Daemon::start("gatherer", &args, dir)
 }
 
-/// `cycles_total` of the agent rows of one gatherer run, as a sorted set.
+/// `cycles_total` of the hostpulse_self rows of one gatherer run, as a sorted set.
 fn cycles(rows: &Rows, run: &str) -> BTreeSet<u64> {
     rows.table("hostpulse_self")
         .iter()
