@@ -891,3 +891,42 @@ fn compose_file_is_consistent() {
     assert_eq!(services["gatherer"]["network_mode"], "host");
     assert_eq!(services["gatherer"]["pid"], "host");
 }
+
+/// Prometheus finds /metrics where the annotations say, and the reporter's
+/// liveness probe asks the health service that never turns NOT_SERVING.
+#[test]
+fn scrape_annotations_and_liveness_point_at_the_admin_port() {
+    let mut scraped = 0;
+    for (dir, b) in kustomizations() {
+        let here = dir.display();
+        for o in b.objects.iter().filter(|o| {
+            ["Deployment", "StatefulSet", "DaemonSet"].contains(&o["kind"].as_str().unwrap())
+        }) {
+            let name = o["metadata"]["name"].as_str().unwrap();
+            let template = &o["spec"]["template"];
+            let notes = &template["metadata"]["annotations"];
+            let Some(port) = notes["prometheus.io/port"].as_str() else {
+                continue;
+            };
+            assert_eq!(notes["prometheus.io/scrape"], "true", "{here}: {name}");
+            assert_eq!(notes["prometheus.io/path"], "/metrics", "{here}: {name}");
+            let admin = containers(&template["spec"])
+                .find_map(|c| container_port(c, &"admin".into()))
+                .unwrap_or_else(|| panic!("{here}: {name} has no admin port"));
+            assert_eq!(port, admin.to_string(), "{here}: {name} scrape port");
+            scraped += 1;
+            if name == "hostpulse-reporter" {
+                let c = containers(&template["spec"]).next().unwrap();
+                assert_eq!(
+                    c["livenessProbe"]["grpc"]["service"], "liveness",
+                    "{here}: a full spool must not restart the reporter"
+                );
+                assert!(
+                    c["readinessProbe"]["grpc"]["service"].is_null(),
+                    "{here}: readiness follows the overall status"
+                );
+            }
+        }
+    }
+    assert!(scraped >= 4, "only {scraped} workloads are scraped");
+}
