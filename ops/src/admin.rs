@@ -45,6 +45,14 @@ pub async fn serve(
                 let mut page = Exposition::new();
                 report.metrics(&mut page);
                 page.process();
+                if crate::telemetry::exporting() {
+                    page.single(
+                        "hostpulse_trace_export_failures_total",
+                        crate::metrics::Kind::Counter,
+                        "OTLP trace exports that failed (their spans were dropped).",
+                        crate::telemetry::export_failures() as f64,
+                    );
+                }
                 (
                     [(
                         header::CONTENT_TYPE,

@@ -15,15 +15,33 @@
 //!
 //! The exporter needs the Tokio runtime: call [`init`] inside it, and
 //! [`Telemetry::shutdown`] before the runtime ends, so the last spans are sent.
+//!
+//! Export failures are not silent: the first failure of a streak is logged as
+//! a warning (spans are dropped while it lasts), the recovery as info, and
+//! every failed export is counted ([`export_failures`], exposed on /metrics as
+//! `hostpulse_trace_export_failures_total`).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
 use tracing::Level;
 use tracing_subscriber::Layer as _;
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
+
+/// The crates whose spans are exported.
+const OWN_TARGETS: [&str; 5] = [
+    "gatherer",
+    "reporter",
+    "hostpulse_ops",
+    "hostpulse_spool",
+    "hostpulse_proto",
+];
 
 /// The variable that turns trace export on.
 pub const OTLP_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
@@ -88,6 +106,10 @@ pub fn init(
                 .with_tonic()
                 .build()
                 .map_err(|e| TelemetryError::Exporter(e.to_string()))?;
+            let exporter = Reporting {
+                inner: exporter,
+                failing: AtomicU64::new(0),
+            };
             let service =
                 std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| service.to_string());
             let provider = SdkTracerProvider::builder()
@@ -95,9 +117,14 @@ pub fn init(
                 .with_resource(Resource::builder().with_service_name(service).build())
                 .build();
             let tracer = provider.tracer("hostpulse");
+            // Only hostpulse's own spans: the HTTP/2 and gRPC libraries have
+            // debug spans too, and the exporter's own connection would
+            // otherwise trace itself.
+            let ours = tracing_subscriber::filter::Targets::new()
+                .with_targets(OWN_TARGETS.iter().map(|t| (*t, trace_level)));
             let layer = tracing_opentelemetry::layer()
                 .with_tracer(tracer)
-                .with_filter(LevelFilter::from_level(trace_level));
+                .with_filter(ours);
             (Some(layer), Some(provider))
         }
     };
@@ -107,6 +134,7 @@ pub fn init(
         .try_init()
         .map_err(|e| TelemetryError::Init(e.to_string()))?;
     if provider.is_some() {
+        EXPORTING.store(true, Ordering::Relaxed);
         tracing::info!(
             endpoint = %std::env::var(OTLP_ENDPOINT).unwrap_or_default(),
             level = %trace_level,
@@ -136,5 +164,67 @@ impl Telemetry {
         if let Ok(Err(e)) = flushed {
             eprintln!("warning: flushing traces: {e}");
         }
+    }
+}
+
+/// Whether this process exports traces (set once by [`init`]).
+static EXPORTING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether traces are exported (for /metrics).
+pub fn exporting() -> bool {
+    EXPORTING.load(Ordering::Relaxed)
+}
+
+/// Failed OTLP exports since start (each drops one batch of spans).
+static EXPORT_FAILURES: AtomicU64 = AtomicU64::new(0);
+
+/// Failed OTLP exports since the process started.
+pub fn export_failures() -> u64 {
+    EXPORT_FAILURES.load(Ordering::Relaxed)
+}
+
+/// Wraps the OTLP exporter to make its failures visible: the SDK drops a
+/// batch that fails to export, and without this nobody would know.
+#[derive(Debug)]
+struct Reporting<E> {
+    inner: E,
+    /// Failed exports in the current streak.
+    failing: AtomicU64,
+}
+
+impl<E: SpanExporter> SpanExporter for Reporting<E> {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let spans = batch.len();
+        let result = self.inner.export(batch).await;
+        match &result {
+            Ok(()) => {
+                let failed = self.failing.swap(0, Ordering::Relaxed);
+                if failed > 0 {
+                    tracing::info!(failed_exports = failed, "OTLP trace export recovered");
+                }
+            }
+            Err(e) => {
+                EXPORT_FAILURES.fetch_add(1, Ordering::Relaxed);
+                if self.failing.fetch_add(1, Ordering::Relaxed) == 0 {
+                    tracing::warn!(
+                        error = %e, spans,
+                        "OTLP trace export failing: spans are dropped until the collector answers"
+                    );
+                }
+            }
+        }
+        result
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
     }
 }

@@ -533,6 +533,38 @@ fn traces_reach_an_otlp_collector_when_one_is_configured() {
         );
     }
 
+    // Only hostpulse's own spans: not the HTTP/2 and gRPC libraries' ones.
+    let ours = ["stream", "batch", "spool.commit", "sink.flush", "cycle"];
+    let foreign: Vec<_> = names
+        .iter()
+        .filter(|(_, n)| !ours.contains(&n.as_str()))
+        .collect();
+    assert!(foreign.is_empty(), "exported: {foreign:?}");
+
+    // A collector that does not answer is visible: warned once, counted.
+    let dir = tempfile::tempdir().unwrap();
+    let nowhere = format!("http://127.0.0.1:{}", free_port());
+    let env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", nowhere.as_str()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+    ];
+    let (port, admin) = (free_port(), free_port());
+    let lost = reporter(port, admin, dir.path(), &[], &env);
+    let g = gatherer(port, dir.path(), &[], &[]);
+    wait_for(
+        Duration::from_secs(60),
+        "a failed export to be counted",
+        || sample(&metrics(admin), "hostpulse_trace_export_failures_total").unwrap_or(0.0) >= 1.0,
+    );
+    drop(g);
+    let log = lost.log_text();
+    assert!(lost.stop().success());
+    assert_eq!(
+        log.matches("OTLP trace export failing").count(),
+        1,
+        "one warning per streak: {log}"
+    );
+
     // Without the variable nothing is exported and nothing says so.
     let dir = tempfile::tempdir().unwrap();
     let before = spans.lock().unwrap().len();
@@ -542,11 +574,13 @@ fn traces_reach_an_otlp_collector_when_one_is_configured() {
     wait_for(Duration::from_secs(20), "the gatherer to connect", || {
         quiet.log_text().contains("gatherer connected")
     });
+    let quiet_metrics = metrics(admin);
     drop(g);
     let log = quiet.log_text();
     assert!(quiet.stop().success());
     assert!(!log.contains("exporting traces"), "{log}");
     assert_eq!(spans.lock().unwrap().len(), before);
+    assert!(sample(&quiet_metrics, "hostpulse_trace_export_failures_total").is_none());
 }
 
 #[test]
