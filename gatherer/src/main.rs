@@ -243,18 +243,26 @@ async fn streaming(
 
 /// Resolves on SIGINT or SIGTERM; if the handlers cannot be installed, never
 /// (the default disposition then still stops the process).
+///
+/// SIGHUP, whose default disposition would kill the process, is caught and
+/// explained instead: an operator who "reloads" a gatherer (`kill -HUP`, a
+/// habit from daemons that re-read their files) must not stop its collection.
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     match (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
     ) {
-        (Ok(mut term), Ok(mut int)) => {
+        (Ok(mut term), Ok(mut int), Ok(mut hup)) => loop {
             tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
+                _ = term.recv() => return,
+                _ = int.recv() => return,
+                _ = hup.recv() => tracing::warn!(
+                    "SIGHUP ignored: the gatherer reads --config at start (restart it to apply a change); what the reporter pushes applies live"
+                ),
             }
-        }
+        },
         _ => std::future::pending().await,
     }
 }

@@ -605,3 +605,32 @@ fn applying_the_schema_fails_with_the_reason_when_questdb_is_unreachable() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--questdb"), "{err}");
 }
+
+#[test]
+fn a_gatherer_survives_sighup_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = free_port();
+    let g = Daemon::start(
+        "gatherer",
+        &s(&[
+            "--stdout",
+            "--interval",
+            "100ms",
+            "--collectors",
+            "load",
+            "--admin-listen",
+            &format!("127.0.0.1:{admin}"),
+        ]),
+        dir.path(),
+    );
+    wait_listening(admin);
+    let cycles = || sample(&metrics(admin), "hostpulse_gatherer_cycles_total").unwrap_or(0.0);
+    wait_for(Duration::from_secs(10), "a first cycle", || cycles() >= 1.0);
+    g.signal("HUP");
+    let after = cycles();
+    wait_for(Duration::from_secs(10), "collection to go on", || {
+        cycles() >= after + 3.0
+    });
+    assert!(g.log_text().contains("SIGHUP ignored"), "{}", g.log_text());
+    assert!(g.stop().success());
+}
