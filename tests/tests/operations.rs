@@ -634,3 +634,63 @@ fn a_gatherer_survives_sighup_and_says_why() {
     assert!(g.log_text().contains("SIGHUP ignored"), "{}", g.log_text());
     assert!(g.stop().success());
 }
+
+#[test]
+fn a_stopping_reporter_is_not_ready_but_alive_while_it_drains() {
+    // The database is down, so the drain after SIGTERM lasts --drain-timeout:
+    // meanwhile kubelet must see "not ready" (no new streams) and "alive" (no
+    // kill before the drain ends).
+    let dir = tempfile::tempdir().unwrap();
+    let (port, admin) = (free_port(), free_port());
+    let questdb = format!("http::addr=127.0.0.1:{};", free_port());
+    let target = format!("127.0.0.1:{admin}");
+    // Not `reporter()`: that one stores into SQLite, which would drain at once.
+    let r = Daemon::start(
+        "reporter",
+        &s(&[
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--admin-listen",
+            &target,
+            "--spool-dir",
+            &dir.path().join("spool").display().to_string(),
+            "--sqlite",
+            "none",
+            "--questdb",
+            &questdb,
+            "--drain-timeout",
+            "6s",
+        ]),
+        dir.path(),
+    );
+    wait_listening(port);
+    let g = gatherer(port, dir.path(), &["--cycles", "2"], &[]);
+    assert!(g.wait_exit(Duration::from_secs(20)).success());
+    let health = |service: &str| {
+        let body = format!(r#"{{"service":"{service}"}}"#);
+        grpcurl(&[
+            "-plaintext",
+            "-d",
+            &body,
+            &target,
+            "grpc.health.v1.Health/Check",
+        ])
+        .1
+    };
+    assert!(health("").contains("\"SERVING\""), "{}", health(""));
+    r.signal("TERM");
+    wait_for(Duration::from_secs(10), "readiness to drop", || {
+        health("").contains("NOT_SERVING")
+    });
+    assert!(
+        health("liveness").contains("\"SERVING\""),
+        "{}",
+        health("liveness")
+    );
+    assert!(
+        r.log_text().contains("draining the spool"),
+        "{}",
+        r.log_text()
+    );
+    assert!(r.wait_exit(Duration::from_secs(40)).success());
+}
