@@ -43,6 +43,16 @@ pub async fn serve(
             let report = Arc::clone(&report);
             async move {
                 let mut page = Exposition::new();
+                page.family(
+                    "hostpulse_build_info",
+                    crate::metrics::Kind::Gauge,
+                    "Always 1; the labels say which build answers.",
+                );
+                page.sample(
+                    "hostpulse_build_info",
+                    &[("version", env!("CARGO_PKG_VERSION"))],
+                    1.0,
+                );
                 report.metrics(&mut page);
                 page.process();
                 if crate::telemetry::exporting() {

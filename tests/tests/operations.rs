@@ -270,6 +270,11 @@ fn admin_ports_serve_metrics_health_and_kubelet_grpc_health() {
         sample(&g, "process_resident_memory_bytes").unwrap() > 0.0,
         "{g}"
     );
+    let version = format!(
+        "hostpulse_build_info{{version=\"{}\"}}",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert_eq!(sample(&g, &version), Some(1.0), "{g}");
 
     let r = metrics(radmin);
     assert_eq!(
