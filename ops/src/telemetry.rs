@@ -28,7 +28,6 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
-use tracing::Level;
 use tracing_subscriber::Layer as _;
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt as _;
@@ -72,14 +71,11 @@ pub struct Telemetry {
     provider: Option<SdkTracerProvider>,
 }
 
-/// Installs logging and, when `OTEL_EXPORTER_OTLP_ENDPOINT` is set, trace
-/// export for `service` (overridden by `OTEL_SERVICE_NAME`).
-pub fn init(
-    service: &str,
-    log_level: Level,
-    format: LogFormat,
-    trace_level: Level,
-) -> Result<Telemetry, TelemetryError> {
+/// Installs logging as `--log-level`/`--log-format` say and, when
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` is set, trace export at `--trace-level` for
+/// `service` (overridden by `OTEL_SERVICE_NAME`).
+pub fn init(service: &str, ops: &crate::cli::OpsArgs) -> Result<Telemetry, TelemetryError> {
+    let (log_level, format, trace_level) = (ops.log_level, ops.log_format, ops.trace_level);
     let ansi = format == LogFormat::Text && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)

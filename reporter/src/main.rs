@@ -66,12 +66,7 @@ fn main() -> ExitCode {
     };
     runtime.block_on(async move {
         // Inside the runtime: the OTLP exporter's connection lives on it.
-        let telemetry = match telemetry::init(
-            "hostpulse-reporter",
-            args.ops.log_level,
-            args.ops.log_format,
-            args.ops.trace_level,
-        ) {
+        let telemetry = match telemetry::init("hostpulse-reporter", &args.ops) {
             Ok(t) => t,
             Err(e) => {
                 eprintln!("error: {e}");
