@@ -18,18 +18,14 @@ use gatherer::stream::buffer::{Buffer, BufferOptions};
 use gatherer::stream::credentials::Credentials;
 use gatherer::stream::targets::Target;
 use gatherer::stream::{self, SharedBuffer, StreamOptions};
+use hostpulse_ops::admin;
+use hostpulse_ops::daemon::{self, Threads};
 use hostpulse_ops::metrics::Exposition;
-use hostpulse_ops::settings::{self, SettingsError};
-use hostpulse_ops::{admin, telemetry};
 
 fn main() -> ExitCode {
-    let loaded = match settings::load::<Args>(std::env::args_os(), &[]) {
+    let loaded = match daemon::settings::<Args>(&[]) {
         Ok(l) => l,
-        Err(SettingsError::Clap(e)) => e.exit(),
-        Err(e) => {
-            eprintln!("error: configuration: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     if loaded.args.ops.print_config {
         print!("{}", loaded.render("gatherer", &|_, v| v.to_string()));
@@ -40,28 +36,8 @@ fn main() -> ExitCode {
         eprintln!("error: {e}");
         return ExitCode::from(2);
     }
-
-    // One thread is enough: collection is a few hundred microseconds of file
-    // reads per cycle, and a second runtime thread would cost memory on every node.
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async move {
-        // Inside the runtime: the OTLP exporter's connection lives on it.
-        let telemetry = match telemetry::init("hostpulse-gatherer", &args.ops) {
-            Ok(t) => t,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::from(2);
-            }
-        };
+    let ops = args.ops.clone();
+    daemon::run("hostpulse-gatherer", &ops, Threads::One, || async move {
         let (stop_admin, admin) = match start_admin(args.ops.admin_listen, args.interval).await {
             Ok(a) => a,
             Err(code) => return code,
@@ -71,7 +47,6 @@ fn main() -> ExitCode {
         if let Some(admin) = admin {
             let _ = admin.await;
         }
-        telemetry.shutdown().await;
         code
     })
 }

@@ -2,6 +2,7 @@
 //!
 //! - [`cli`]: the flags both daemons share (`--config`, `--admin-listen`,
 //!   `--log-format`...).
+//! - [`daemon`]: the start of both `main`s: settings, runtime, telemetry.
 //! - [`settings`]: flag > `HOSTPULSE_*` variable > `--config` file > default,
 //!   unknown keys refused, `--print-config`.
 //! - [`metrics`]: counters, gauges and latency histograms with Prometheus
@@ -15,6 +16,7 @@
 
 pub mod admin;
 pub mod cli;
+pub mod daemon;
 pub mod metrics;
 pub mod process;
 pub mod settings;

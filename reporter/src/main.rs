@@ -6,8 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hostpulse_ops::settings::{self, SettingsError};
-use hostpulse_ops::telemetry;
+use hostpulse_ops::daemon::{self, Threads};
 use reporter::cli::Args;
 use reporter::config::{self, ConfigStore};
 use reporter::ingest::{Shared, StreamLimits};
@@ -26,13 +25,9 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
 fn main() -> ExitCode {
-    let loaded = match settings::load::<Args>(std::env::args_os(), &[config::SECTION]) {
+    let loaded = match daemon::settings::<Args>(&[config::SECTION]) {
         Ok(l) => l,
-        Err(SettingsError::Clap(e)) => e.exit(),
-        Err(e) => {
-            eprintln!("error: configuration: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     if loaded.args.ops.print_config {
         // The pushed table is checked as at start, so a CI step running
@@ -54,33 +49,19 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let args = loaded.args;
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async move {
-        // Inside the runtime: the OTLP exporter's connection lives on it.
-        let telemetry = match telemetry::init("hostpulse-reporter", &args.ops) {
-            Ok(t) => t,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::from(2);
+    let ops = args.ops.clone();
+    daemon::run(
+        "hostpulse-reporter",
+        &ops,
+        Threads::PerCore,
+        || async move {
+            if args.apply_schema_and_exit {
+                apply_schema_and_exit(&args).await
+            } else {
+                run(args).await
             }
-        };
-        let code = if args.apply_schema_and_exit {
-            apply_schema_and_exit(&args).await
-        } else {
-            run(args).await
-        };
-        telemetry.shutdown().await;
-        code
-    })
+        },
+    )
 }
 
 /// Hides secrets of a QuestDB configuration string in --print-config.
@@ -211,11 +192,6 @@ async fn run(args: Args) -> ExitCode {
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
-    tracing::info!(
-        listen = %local, sink = shared.sink.name(), reporter_id = %reporter_id,
-        config = ?args.ops.config, generation = config.current().generation,
-        security = security.describe(), "reporter serving"
-    );
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let signals = tokio::spawn(handle_signals(config, stop_tx, args.config_check_interval));
@@ -284,6 +260,11 @@ async fn run(args: Args) -> ExitCode {
             }
         },
     };
+    tracing::info!(
+        listen = %local, sink = shared.sink.name(), reporter_id = %reporter_id,
+        config = ?args.ops.config, generation = shared.config.borrow().generation,
+        security = security.describe(), "reporter serving"
+    );
     let self_rows = tokio::spawn(write_self_rows(Arc::clone(&shared), args.self_interval));
     let full = spool.as_ref().map(|s| s.full());
     let served = server::serve(shared, options, listener, full, &security, shutdown);

@@ -699,3 +699,37 @@ fn a_stopping_reporter_is_not_ready_but_alive_while_it_drains() {
     );
     assert!(r.wait_exit(Duration::from_secs(40)).success());
 }
+
+#[test]
+fn a_taken_admin_port_or_a_malformed_otlp_endpoint_stops_the_daemon_at_start() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    for (bin, extra) in [
+        ("gatherer", vec!["--once", "--interval", "100ms"]),
+        (
+            "reporter",
+            vec!["--listen", "127.0.0.1:0", "--sink", "null"],
+        ),
+    ] {
+        let mut args = vec!["--admin-listen", addr.as_str()];
+        args.extend(extra.iter().copied());
+        let (code, _, err) = run(bin, &args, &[]);
+        assert_eq!(code, 1, "{bin}: {err}");
+        assert!(
+            err.contains(&format!("--admin-listen {addr}")),
+            "{bin}: {err}"
+        );
+        assert!(
+            !err.contains("reporter serving"),
+            "{bin} claimed to serve: {err}"
+        );
+
+        let (code, _, err) = run(
+            bin,
+            &extra,
+            &[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://not a url")],
+        );
+        assert_eq!(code, 2, "{bin}: {err}");
+        assert!(err.contains("OTEL_EXPORTER_OTLP_ENDPOINT"), "{bin}: {err}");
+    }
+}
