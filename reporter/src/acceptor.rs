@@ -13,9 +13,10 @@
 //! handshake takes the material in force ([`TlsState::current`]), so reloaded
 //! certificates apply to new connections without a restart; and a plaintext
 //! client gets a gRPC status that says what to change instead of a protocol
-//! error. Each connection is handled on its own task, so a slow or silent
-//! peer never delays the others; one that sends nothing for
-//! [`HANDSHAKE_TIMEOUT`] is dropped.
+//! error. Each connection is handled on its own task by the shared accept
+//! loop ([`crate::listener`]), so a slow or silent peer never delays the
+//! others; one that has not completed its handshake within
+//! `--handshake-timeout` (or sends nothing for [`HANDSHAKE_TIMEOUT`]) is dropped.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -25,13 +26,12 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
 use crate::auth::AuthStats;
+use crate::listener::peek_at_least;
 use crate::tls::TlsState;
 
 /// How long a new connection may take to complete its handshake.
@@ -44,35 +44,22 @@ pub const PLAINTEXT_MESSAGE: &str = "this reporter accepts TLS only: use https:/
 const TLS_HANDSHAKE: u8 = 0x16;
 
 /// Established TLS connections, for `serve_with_incoming_shutdown`.
-pub type Incoming = ReceiverStream<Result<TlsStream<TcpStream>, std::io::Error>>;
+pub type Incoming = crate::listener::Incoming<TlsStream<TcpStream>>;
 
-/// Accepts on `listener` until the returned stream is dropped (tonic drops
-/// it on shutdown, which closes the listening socket).
-pub fn incoming(listener: TcpListener, tls: Arc<TlsState>, stats: Arc<AuthStats>) -> Incoming {
-    let (tx, rx) = mpsc::channel(64);
-    tokio::spawn(async move {
-        loop {
-            let (stream, peer) = tokio::select! {
-                () = tx.closed() => return,
-                accepted = listener.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        // Out of file descriptors, most likely: back off a little.
-                        tracing::warn!(error = %e, "accepting a connection failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                },
-            };
-            let (tls, stats, tx) = (Arc::clone(&tls), Arc::clone(&stats), tx.clone());
-            tokio::spawn(async move {
-                if let Some(established) = handshake(stream, peer, &tls, &stats).await {
-                    let _ = tx.send(Ok(established)).await;
-                }
-            });
-        }
-    });
-    ReceiverStream::new(rx)
+/// Accepts on `listener` through the shared accept loop
+/// ([`crate::listener::incoming`]: back-off, handshake timeout, pending cap)
+/// until the returned stream is dropped.
+pub fn incoming(
+    listener: TcpListener,
+    limits: crate::listener::ConnectionLimits,
+    connections: Arc<crate::listener::ConnectionStats>,
+    tls: Arc<TlsState>,
+    stats: Arc<AuthStats>,
+) -> Incoming {
+    crate::listener::incoming(listener, limits, connections, move |stream, peer| {
+        let (tls, stats) = (Arc::clone(&tls), Arc::clone(&stats));
+        async move { handshake(stream, peer, &tls, &stats).await }
+    })
 }
 
 /// Classifies the connection by its first byte and completes the handshake.
@@ -117,17 +104,6 @@ async fn handshake(
             tracing::warn!(%peer, "TLS handshake not completed within {HANDSHAKE_TIMEOUT:?}");
             None
         }
-    }
-}
-
-/// Peeks until at least `min` bytes are buffered (or the peer closed).
-async fn peek_at_least(stream: &TcpStream, buf: &mut [u8], min: usize) -> std::io::Result<usize> {
-    loop {
-        let n = stream.peek(buf).await?;
-        if n == 0 || n >= min {
-            return Ok(n);
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 

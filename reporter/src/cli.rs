@@ -76,13 +76,39 @@ pub struct Args {
     #[arg(long, env = "HOSTPULSE_MAX_MESSAGE_BYTES", default_value_t = 4 << 20)]
     pub max_message_bytes: usize,
 
-    /// Row keys plus series one stream may define.
+    /// Row keys plus series one stream may define (a gatherer on a large
+    /// host defines a few thousand; each costs ~150-400 bytes of --memory-budget).
     #[arg(
         long,
         env = "HOSTPULSE_MAX_SERIES_PER_STREAM",
-        default_value_t = 200_000
+        default_value_t = 20_000
     )]
     pub max_series_per_stream: usize,
+
+    /// Memory all streams together may hold in definitions and batches in
+    /// flight (estimated heap bytes); past it the stream asking for more gets
+    /// RESOURCE_EXHAUSTED and the others go on. The default suits a 1 GiB pod.
+    #[arg(long, env = "HOSTPULSE_MEMORY_BUDGET", default_value = "512MiB", value_parser = parse_size)]
+    pub memory_budget: u64,
+
+    /// How long a new stream may take to send its Hello; until then it holds
+    /// a place under --max-pending-streams, not a --max-streams slot.
+    #[arg(long, env = "HOSTPULSE_HELLO_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub hello_timeout: Duration,
+
+    /// Most streams waiting for their Hello at once; more get RESOURCE_EXHAUSTED.
+    #[arg(long, env = "HOSTPULSE_MAX_PENDING_STREAMS", default_value_t = 1_000)]
+    pub max_pending_streams: usize,
+
+    /// How long a new connection may take to send the HTTP/2 preface
+    /// (plaintext) or complete its TLS handshake before it is closed.
+    #[arg(long, env = "HOSTPULSE_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub handshake_timeout: Duration,
+
+    /// Most connections in their handshake at once; more are closed at
+    /// accept [default: a quarter of the open-file limit, at most 1024].
+    #[arg(long, env = "HOSTPULSE_MAX_PENDING_CONNECTIONS")]
+    pub max_pending_connections: Option<usize>,
 
     /// A stream silent this long is ended (must exceed the gatherers' interval).
     #[arg(long, env = "HOSTPULSE_IDLE_TIMEOUT", default_value = "10m", value_parser = parse_duration)]

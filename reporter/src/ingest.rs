@@ -42,6 +42,9 @@ pub struct StreamLimits {
     pub hello_timeout: Duration,
     /// Row keys plus series one stream may define.
     pub max_definitions: usize,
+    /// The reporter-wide memory budget the stream's definitions and batches
+    /// in flight are charged against ([`crate::budget`]).
+    pub memory: Arc<crate::budget::MemoryBudget>,
     /// Streams end (UNAVAILABLE) after this age, scaled by a random factor in
     /// 0.85..1.0 per stream, so reconnections spread out and a Kubernetes
     /// Service rebalances them across replicas.
@@ -95,6 +98,10 @@ impl pb::ingest_server::Ingest for IngestService {
         request: Request<Streaming<pb::GathererMessage>>,
     ) -> Result<Response<Self::StreamStream>, Status> {
         let peer = request.remote_addr();
+        let admission = request
+            .extensions()
+            .get::<crate::limits::Admission>()
+            .cloned();
         let inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(16);
         let shared = Arc::clone(&self.shared);
@@ -111,6 +118,7 @@ impl pb::ingest_server::Ingest for IngestService {
                     peer,
                     id: None,
                     node: Arc::from(""),
+                    admission,
                 };
                 let result = session.run(inbound).await;
                 session.finish(result).await;
@@ -127,6 +135,8 @@ struct Session {
     peer: Option<SocketAddr>,
     id: Option<StreamId>,
     node: Arc<str>,
+    /// The stream's place under --max-pending-streams / --max-streams.
+    admission: Option<crate::limits::Admission>,
 }
 
 /// How a session ended without an error worth a status.
@@ -164,6 +174,9 @@ impl Session {
             }
         };
         check_hello(&hello)?;
+        if let Some(admission) = &self.admission {
+            admission.admit()?;
+        }
         let peer = self
             .peer
             .map_or_else(|| "unknown".to_string(), |p| p.to_string());
@@ -206,6 +219,7 @@ impl Session {
         tokio::pin!(deadline);
         let mut shutdown = self.shared.shutdown.clone();
         let mut defs = StreamDefs::new(limits.max_definitions);
+        let mut memory = crate::budget::StreamCharge::new(&limits.memory);
         let mut last: Option<u64> = None;
         loop {
             tokio::select! {
@@ -254,7 +268,9 @@ impl Session {
                             batch.sequence
                         )));
                     }
+                    let _in_flight = memory.before_decode(&batch, defs.len()).map_err(|e| e.status())?;
                     let decoded = span.in_scope(|| defs.decode(&batch)).map_err(|e| codec_status(&e, batch.sequence))?;
+                    memory.after_decode(defs.len());
                     let samples = decoded.samples as u64;
                     span.record("samples", samples);
                     let accepted = Arc::new(AcceptedBatch {

@@ -3,7 +3,10 @@
 //! # Layout
 //!
 //! - [`server`]: assembles the gRPC server (services, health, reflection,
-//!   keepalive, connection age, [`limits`]).
+//!   keepalive, connection age, [`limits`]); [`listener`] is the accept loop
+//!   (back-off, handshake timeout) behind both listeners.
+//! - [`budget`]: the reporter-wide memory budget streams' definitions and
+//!   batches in flight are charged against.
 //! - [`ingest`]: one gatherer's stream from Hello to its end: sequence checks,
 //!   decoding ([`hostpulse_proto::codec`]), the sink, acknowledgements,
 //!   configuration pushes.
@@ -27,10 +30,12 @@
 pub mod acceptor;
 pub mod admin;
 pub mod auth;
+pub mod budget;
 pub mod cli;
 pub mod config;
 pub mod ingest;
 pub mod limits;
+pub mod listener;
 pub mod metrics;
 pub mod registry;
 pub mod security;

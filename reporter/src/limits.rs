@@ -1,7 +1,15 @@
 //! Limits on `Ingest` streams, as one tower layer in front of the services.
 //!
-//! - **Concurrent streams**: a stream takes a slot for as long as its response
-//!   body lives; with no slot free it is refused at once with
+//! - **Streams waiting for Hello**: a new stream first takes one of
+//!   `--max-pending-streams` waiting places (none free: RESOURCE_EXHAUSTED at
+//!   once). The stream's [`Admission`] travels in the request's extensions;
+//!   only once its Hello was accepted does `ingest` call
+//!   [`Admission::admit`], which trades the waiting place for one of
+//!   `--max-streams` slots. A stream that sends no Hello within
+//!   `--hello-timeout` is ended by `ingest` (DEADLINE_EXCEEDED), so silent
+//!   streams never hold a slot that a real gatherer needs.
+//! - **Concurrent streams**: a stream holds its slot for as long as its
+//!   response body lives; with no slot free it is refused at once with
 //!   RESOURCE_EXHAUSTED (rather than queued), so a gatherer's backoff moves it
 //!   to another replica.
 //! - **Message size**: the layer reads the 5-byte gRPC frame header of each
@@ -23,6 +31,8 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use http_body::{Body as HttpBody, Frame, SizeHint};
+use std::sync::Mutex;
+
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 use tonic::Status;
@@ -33,24 +43,70 @@ use tower::{Layer, Service};
 pub const INGEST_PREFIX: &str = "/hostpulse.v1.Ingest/";
 
 /// The layer.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct IngestLimitsLayer {
     slots: Arc<Semaphore>,
     max_streams: usize,
+    waiting: Arc<Semaphore>,
+    max_waiting: usize,
     max_message: usize,
     idle: Duration,
 }
 
 impl IngestLimitsLayer {
-    /// At most `max_streams` streams, messages of at most `max_message`
-    /// bytes on the wire, and `idle` without a message.
-    pub fn new(max_streams: usize, max_message: usize, idle: Duration) -> Self {
+    /// At most `max_streams` streams past their Hello and `max_waiting`
+    /// waiting for it, messages of at most `max_message` bytes on the wire,
+    /// and `idle` without a message.
+    pub fn new(max_streams: usize, max_waiting: usize, max_message: usize, idle: Duration) -> Self {
         IngestLimitsLayer {
             slots: Arc::new(Semaphore::new(max_streams)),
             max_streams,
+            waiting: Arc::new(Semaphore::new(max_waiting)),
+            max_waiting,
             max_message,
             idle,
         }
+    }
+
+    /// Streams waiting for their Hello now.
+    pub fn streams_waiting(&self) -> usize {
+        self.max_waiting - self.waiting.available_permits()
+    }
+}
+
+/// A stream's place: waiting for its Hello, then (after
+/// [`Admission::admit`]) one of the `--max-streams` slots. Shared by the
+/// request (extensions), the session and the response body; the place is
+/// given back when the last of them is dropped.
+#[derive(Clone)]
+pub struct Admission {
+    state: Arc<Mutex<Place>>,
+    slots: Arc<Semaphore>,
+    max_streams: usize,
+}
+
+/// The permit held (given back when the place is dropped).
+enum Place {
+    Waiting { _permit: OwnedSemaphorePermit },
+    Admitted { _permit: OwnedSemaphorePermit },
+}
+
+impl Admission {
+    /// The Hello was accepted: takes a stream slot and frees the waiting
+    /// place. RESOURCE_EXHAUSTED when every slot is taken.
+    pub fn admit(&self) -> Result<(), Status> {
+        let mut place = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if matches!(*place, Place::Admitted { .. }) {
+            return Ok(());
+        }
+        let slot = Arc::clone(&self.slots).try_acquire_owned().map_err(|_| {
+            Status::resource_exhausted(format!(
+                "this reporter already serves its maximum of {} streams; try another replica",
+                self.max_streams
+            ))
+        })?;
+        *place = Place::Admitted { _permit: slot };
+        Ok(())
     }
 }
 
@@ -95,31 +151,37 @@ where
         if !request.uri().path().starts_with(INGEST_PREFIX) {
             return Box::pin(inner.call(request));
         }
-        let Ok(permit) = Arc::clone(&self.limits.slots).try_acquire_owned() else {
+        let Ok(waiting) = Arc::clone(&self.limits.waiting).try_acquire_owned() else {
             let status = Status::resource_exhausted(format!(
-                "this reporter already serves its maximum of {} streams; try another replica",
-                self.limits.max_streams
+                "{} streams are already waiting for their Hello on this reporter; try again or another replica",
+                self.limits.max_waiting
             ));
             return Box::pin(std::future::ready(Ok(status.into_http())));
         };
+        let admission = Admission {
+            state: Arc::new(Mutex::new(Place::Waiting { _permit: waiting })),
+            slots: Arc::clone(&self.limits.slots),
+            max_streams: self.limits.max_streams,
+        };
         let (max, idle) = (self.limits.max_message, self.limits.idle);
-        let request = request.map(|body| Body::new(Guarded::new(body, max, idle)));
+        let mut request = request.map(|body| Body::new(Guarded::new(body, max, idle)));
+        request.extensions_mut().insert(admission.clone());
         Box::pin(async move {
             let response = inner.call(request).await?;
             Ok(response.map(|body| {
                 Body::new(Slotted {
                     body,
-                    _permit: permit,
+                    _admission: admission,
                 })
             }))
         })
     }
 }
 
-/// A response body holding a stream slot until it is dropped.
+/// A response body holding the stream's place until it is dropped.
 struct Slotted {
     body: Body,
-    _permit: OwnedSemaphorePermit,
+    _admission: Admission,
 }
 
 impl HttpBody for Slotted {
@@ -256,6 +318,40 @@ mod tests {
         f.extend_from_slice(&len.to_be_bytes());
         f.extend(std::iter::repeat_n(7u8, len as usize));
         f
+    }
+
+    #[test]
+    fn a_stream_takes_a_slot_only_once_admitted_and_gives_everything_back() {
+        let layer = IngestLimitsLayer::new(1, 2, 100, Duration::from_secs(1));
+        let place = |layer: &IngestLimitsLayer| {
+            let waiting = Arc::clone(&layer.waiting).try_acquire_owned().ok()?;
+            Some(Admission {
+                state: Arc::new(Mutex::new(Place::Waiting { _permit: waiting })),
+                slots: Arc::clone(&layer.slots),
+                max_streams: layer.max_streams,
+            })
+        };
+        let a = place(&layer).unwrap();
+        let b = place(&layer).unwrap();
+        assert!(place(&layer).is_none(), "two may wait, not three");
+        assert_eq!(layer.streams_waiting(), 2);
+        a.admit().unwrap();
+        a.admit().unwrap();
+        assert_eq!(layer.streams_waiting(), 1, "admitted: no longer waiting");
+        let refused = b.admit().unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
+        let a2 = a.clone();
+        drop(a);
+        assert_eq!(
+            layer.slots.available_permits(),
+            0,
+            "a clone still holds the slot"
+        );
+        drop(a2);
+        b.admit().unwrap();
+        drop(b);
+        assert_eq!(layer.slots.available_permits(), 1);
+        assert_eq!(layer.streams_waiting(), 0);
     }
 
     #[tokio::test]

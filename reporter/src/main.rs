@@ -168,8 +168,9 @@ async fn run(args: Args) -> ExitCode {
         shutdown: shutdown_rx,
         reporter_id: reporter_id.clone(),
         limits: StreamLimits {
-            hello_timeout: Duration::from_secs(30),
+            hello_timeout: args.hello_timeout,
             max_definitions: args.max_series_per_stream,
+            memory: reporter::budget::MemoryBudget::new(args.memory_budget),
             max_age: args.max_connection_age,
         },
         spool: spool.clone(),
@@ -178,6 +179,13 @@ async fn run(args: Args) -> ExitCode {
     });
     let options = ServerOptions {
         max_streams: args.max_streams,
+        max_pending_streams: args.max_pending_streams,
+        connections: reporter::listener::ConnectionLimits {
+            handshake_timeout: args.handshake_timeout,
+            max_pending: args
+                .max_pending_connections
+                .unwrap_or_else(reporter::listener::default_max_pending),
+        },
         max_message_bytes: args.max_message_bytes,
         idle_timeout: args.idle_timeout,
         // Streams end themselves at 85-100% of the age; the transport's own

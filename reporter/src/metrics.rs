@@ -39,9 +39,18 @@ pub struct Metrics {
     pub ack_seconds: Histogram,
     /// Batches the sink did not take (the stream ended with UNAVAILABLE).
     pub sink_errors: Counter,
+    /// The listener's accept errors, open and pending connections.
+    pub connections: Arc<crate::listener::ConnectionStats>,
+    /// The Ingest limits, for the streams waiting for their Hello.
+    streams_waiting: std::sync::OnceLock<crate::limits::IngestLimitsLayer>,
 }
 
 impl Metrics {
+    /// Where the count of streams waiting for their Hello is read.
+    pub fn set_streams_waiting(&self, limits: crate::limits::IngestLimitsLayer) {
+        let _ = self.streams_waiting.set(limits);
+    }
+
     /// Counts a stream's end with `code`.
     pub fn stream_ended(&self, code: tonic::Code) {
         let name = code_name(code);
@@ -119,6 +128,8 @@ impl Report for ReporterReport {
                 n as f64,
             );
         }
+        connection_metrics(page, m);
+        budget_metrics(page, &self.shared.limits.memory);
         page.single(
             "hostpulse_reporter_batches_total",
             Kind::Counter,
@@ -205,6 +216,74 @@ impl Report for ReporterReport {
     }
 }
 
+fn connection_metrics(page: &mut Exposition, m: &Metrics) {
+    let c = &m.connections;
+    page.single(
+        "hostpulse_reporter_streams_waiting_hello",
+        Kind::Gauge,
+        "Ingest streams opened and waiting for their Hello (not yet counted against --max-streams).",
+        m.streams_waiting.get().map_or(0, |l| l.streams_waiting()) as f64,
+    );
+    page.single(
+        "hostpulse_reporter_connections_open",
+        Kind::Gauge,
+        "Connections past their handshake, open now.",
+        c.open.load(Ordering::Relaxed) as f64,
+    );
+    page.single(
+        "hostpulse_reporter_handshakes_pending",
+        Kind::Gauge,
+        "Connections accepted whose HTTP/2 preface or TLS handshake is not complete.",
+        c.pending.load(Ordering::Relaxed) as f64,
+    );
+    page.single(
+        "hostpulse_reporter_handshake_timeouts_total",
+        Kind::Counter,
+        "Connections closed for not completing their handshake within --handshake-timeout.",
+        c.handshake_timeouts.load(Ordering::Relaxed) as f64,
+    );
+    page.single(
+        "hostpulse_reporter_connections_refused_pending_total",
+        Kind::Counter,
+        "Connections closed at accept: --max-pending-connections handshakes were in progress.",
+        c.refused_pending.load(Ordering::Relaxed) as f64,
+    );
+    page.single(
+        "hostpulse_reporter_accept_errors_total",
+        Kind::Counter,
+        "accept() failures (the descriptor limit, most likely); the listener backs off 10 ms to 1 s.",
+        c.accept_errors.load(Ordering::Relaxed) as f64,
+    );
+}
+
+fn budget_metrics(page: &mut Exposition, budget: &crate::budget::MemoryBudget) {
+    use crate::budget::Purpose;
+    page.single(
+        "hostpulse_reporter_memory_budget_bytes",
+        Kind::Gauge,
+        "--memory-budget: what stream definitions and batches in flight may hold.",
+        budget.limit() as f64,
+    );
+    page.single(
+        "hostpulse_reporter_memory_budget_used_bytes",
+        Kind::Gauge,
+        "Estimated bytes held now by stream definitions and batches in flight.",
+        budget.used() as f64,
+    );
+    page.family(
+        "hostpulse_reporter_memory_budget_refused_total",
+        Kind::Counter,
+        "Streams ended with RESOURCE_EXHAUSTED because the memory budget was exhausted, by what asked.",
+    );
+    for purpose in [Purpose::Definitions, Purpose::Batch] {
+        page.sample(
+            "hostpulse_reporter_memory_budget_refused_total",
+            &[("what", purpose.label())],
+            budget.refused(purpose) as f64,
+        );
+    }
+}
+
 /// The reporter's `hostpulse_self` rows at `ts` (Unix nanoseconds).
 pub fn self_rows(shared: &Shared, ts: i64) -> Vec<Row> {
     let m = &shared.metrics;
@@ -219,6 +298,7 @@ pub fn self_rows(shared: &Shared, ts: i64) -> Vec<Row> {
         shared.auth.rejected_total.load(Ordering::Relaxed),
     );
     row.float("ack_seconds_total", m.ack_seconds.sum_seconds());
+
     if let Some(usage) = hostpulse_ops::process::usage() {
         row.float("cpu_seconds_total", usage.cpu_seconds);
         row.int("rss_bytes", usage.rss_bytes);

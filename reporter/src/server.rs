@@ -1,8 +1,9 @@
 //! Assembles the gRPC server: Ingest and Admin, health, reflection (v1 and
 //! v1alpha, since grpcurl 1.8 speaks only v1alpha), gzip both ways, HTTP/2
 //! keepalive, connection age, the auth layer (outermost: a refused call
-//! takes no stream slot) and the Ingest limits layer; TLS through our own
-//! [`crate::acceptor`] when configured.
+//! takes no stream slot) and the Ingest limits layer; connections come from
+//! the shared accept loop ([`crate::listener`]: back-off, handshake timeout),
+//! through our own TLS [`crate::acceptor`] when configured.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +14,6 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::codec::CompressionEncoding;
 use tonic::transport::Server;
-use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
 use crate::acceptor;
@@ -21,13 +21,18 @@ use crate::admin::AdminService;
 use crate::auth::AuthLayer;
 use crate::ingest::{IngestService, Shared};
 use crate::limits::IngestLimitsLayer;
+use crate::listener;
 use crate::security::Security;
 
 /// Server settings.
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
-    /// Maximum concurrent Ingest streams.
+    /// Maximum concurrent Ingest streams (past their Hello).
     pub max_streams: usize,
+    /// Maximum Ingest streams waiting for their Hello.
+    pub max_pending_streams: usize,
+    /// Handshake timeout and pending cap of the listener.
+    pub connections: crate::listener::ConnectionLimits,
     /// Largest inbound message, in bytes (on the wire and decompressed).
     pub max_message_bytes: usize,
     /// A stream silent for this long is ended.
@@ -118,17 +123,21 @@ pub async fn serve(
         .accept_compressed(CompressionEncoding::Gzip)
         .send_compressed(CompressionEncoding::Gzip);
 
+    let limits = IngestLimitsLayer::new(
+        options.max_streams,
+        options.max_pending_streams,
+        options.max_message_bytes,
+        options.idle_timeout,
+    );
+    shared.metrics.set_streams_waiting(limits.clone());
+    let connections = Arc::clone(&shared.metrics.connections);
     let mut builder = Server::builder()
         .http2_keepalive_interval(Some(options.keepalive_interval))
         .http2_keepalive_timeout(Some(options.keepalive_timeout))
         .max_connection_age(options.max_connection_age)
         .max_connection_age_grace(options.max_connection_age_grace)
         .layer(AuthLayer::new(security.policy()))
-        .layer(IngestLimitsLayer::new(
-            options.max_streams,
-            options.max_message_bytes,
-            options.idle_timeout,
-        ));
+        .layer(limits);
     let router = builder
         .add_service(health_service)
         .add_service(reflection_v1)
@@ -140,15 +149,28 @@ pub async fn serve(
     // the acks of many streams into few segments (bench/loadgen).
     match &security.tls {
         Some(tls) => {
-            let incoming =
-                acceptor::incoming(listener, Arc::clone(tls), Arc::clone(&security.stats));
+            let incoming = acceptor::incoming(
+                listener,
+                options.connections,
+                connections,
+                Arc::clone(tls),
+                Arc::clone(&security.stats),
+            );
             router
                 .serve_with_incoming_shutdown(incoming, shutdown)
                 .await?;
         }
         None => {
             router
-                .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
+                .serve_with_incoming_shutdown(
+                    listener::incoming(
+                        listener,
+                        options.connections,
+                        connections,
+                        listener::http2_preface,
+                    ),
+                    shutdown,
+                )
                 .await?;
         }
     }
