@@ -267,13 +267,33 @@ impl Daemon {
         env: &[(&str, &str)],
         log_dir: &Path,
     ) -> Daemon {
+        let mut command = Command::new(binary(name));
+        command.args(args).envs(env.iter().copied());
+        Daemon::spawn(command, name, log_dir)
+    }
+
+    /// Like [`Daemon::start`], under an open-file limit of `nofile` (soft and
+    /// hard, through `prlimit`, which execs the binary: same process id).
+    pub fn start_with_open_files(
+        name: &str,
+        args: &[String],
+        nofile: u32,
+        log_dir: &Path,
+    ) -> Daemon {
+        let mut command = Command::new("prlimit");
+        command
+            .arg(format!("--nofile={nofile}:{nofile}"))
+            .arg(binary(name))
+            .args(args);
+        Daemon::spawn(command, name, log_dir)
+    }
+
+    fn spawn(mut command: Command, name: &str, log_dir: &Path) -> Daemon {
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let log = log_dir.join(format!("{name}-{n}.log"));
         let err = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(binary(name))
-            .args(args)
-            .envs(env.iter().copied())
+        let child = command
             .stdout(Stdio::null())
             .stderr(err)
             .spawn()
@@ -295,6 +315,16 @@ impl Daemon {
             .map(|s| s.success())
             .unwrap_or(false);
         assert!(ok, "kill -{sig} {}", self.pid());
+    }
+
+    /// CPU time (user + system, all threads) the process used so far.
+    pub fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))
+            .expect("the daemon's /proc/<pid>/stat");
+        // Clock ticks are 100 per second on Linux (USER_HZ).
+        hostpulse_ops::process::parse_stat(&stat, 100, 4096)
+            .expect("a /proc/<pid>/stat line")
+            .cpu_seconds
     }
 
     /// kill -9 and reap.
@@ -383,16 +413,22 @@ pub fn sink_rows(path: &Path) -> Rows {
 /// protobuf encoding: how garbage reaches a server), and returns the status
 /// that ended the stream as "Code: message".
 pub fn raw_stream_status(port: u16, payload: &[u8]) -> String {
-    raw_stream(port, payload, false)
+    raw_stream(port, Some(payload), false)
+}
+
+/// Opens an Ingest stream and sends nothing at all (no Hello), holding it
+/// open; the status that ends it.
+pub fn mute_stream_status(port: u16) -> String {
+    raw_stream(port, None, true)
 }
 
 /// Like [`raw_stream_status`], but keeps the request stream open after the
 /// payload, as a silent peer would: only the server can end it.
 pub fn silent_stream_status(port: u16, payload: &[u8]) -> String {
-    raw_stream(port, payload, true)
+    raw_stream(port, Some(payload), true)
 }
 
-fn raw_stream(port: u16, payload: &[u8], hold_open: bool) -> String {
+fn raw_stream(port: u16, payload: Option<&[u8]>, hold_open: bool) -> String {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -406,7 +442,7 @@ fn raw_stream(port: u16, payload: &[u8], hold_open: bool) -> String {
         let mut grpc = tonic::client::Grpc::new(channel);
         grpc.ready().await.expect("ready");
         let path = http::uri::PathAndQuery::from_static("/hostpulse.v1.Ingest/Stream");
-        let first = tokio_stream::iter(vec![payload.to_vec()]);
+        let first = tokio_stream::iter(payload.map(<[u8]>::to_vec));
         let tail = futures_pending(hold_open);
         let request = tonic::Request::new(tokio_stream::StreamExt::chain(first, tail));
         let describe = |s: tonic::Status| format!("{:?}: {}", s.code(), s.message());
@@ -608,6 +644,14 @@ pub fn http(port: u16, method: &str, path: &str, form: &str) -> Option<(u16, Str
         body.to_string()
     };
     Some((code, body))
+}
+
+/// The value of an unlabelled sample `name` on the admin port's `/metrics`
+/// (`None` when the port does not answer or has no such sample).
+pub fn metric(admin_port: u16, name: &str) -> Option<f64> {
+    let (_, page) = http(admin_port, "GET", "/metrics", "")?;
+    page.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
 }
 
 fn dechunk(mut body: &str) -> String {

@@ -1,0 +1,261 @@
+//! Clients that connect and say nothing: idle sockets, partial HTTP/2
+//! prefaces, streams without a Hello, and enough sockets to reach the
+//! reporter's descriptor limit. Each test checks what an operator would
+//! notice: a well-behaved gatherer is still served and acknowledged, the idle
+//! peers are closed, the reporter does not burn a core and says what happened.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use e2e::{Daemon, free_port, metric, sink_rows, wait_for, wait_listening};
+
+/// The HTTP/2 client preface (RFC 9113 §3.4).
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+fn s(list: &[&str]) -> Vec<String> {
+    list.iter().map(|x| x.to_string()).collect()
+}
+
+/// Reporter arguments: gRPC on `port`, admin on `admin`, JSON lines to
+/// `dir/rows.jsonl`, no SQLite (fewer descriptors), then `extra`.
+fn reporter_args(port: u16, admin: u16, dir: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args = s(&[
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--admin-listen",
+        &format!("127.0.0.1:{admin}"),
+        "--jsonl",
+        &dir.join("rows.jsonl").display().to_string(),
+        "--spool-dir",
+        &dir.join("spool").display().to_string(),
+        "--sqlite",
+        "none",
+    ]);
+    args.extend(s(extra));
+    args
+}
+
+/// A gatherer of the `load` family every 100 ms, labelled `run=<run>`.
+fn gatherer(port: u16, run: &str, dir: &Path) -> Daemon {
+    let args = s(&[
+        "--reporter",
+        &format!("http://127.0.0.1:{port}"),
+        "--node-id",
+        run,
+        "--label",
+        &format!("run={run}"),
+        "--collectors",
+        "load",
+        "--interval",
+        "100ms",
+    ]);
+    Daemon::start("gatherer", &args, dir)
+}
+
+/// Rows of run `run` stored so far (each was acknowledged first).
+fn rows_of(dir: &Path, run: &str) -> usize {
+    sink_rows(&dir.join("rows.jsonl"))
+        .table("hostpulse_self")
+        .iter()
+        .filter(|r| r["tags"]["run"] == run)
+        .count()
+}
+
+/// Whether the server closed `conn` (EOF or reset) within `limit`.
+fn closed_within(conn: &mut TcpStream, limit: Duration) -> bool {
+    conn.set_read_timeout(Some(limit)).unwrap();
+    let mut buf = [0u8; 256];
+    loop {
+        match conn.read(&mut buf) {
+            Ok(0) => return true,
+            // A server may answer before closing (an HTTP/2 GOAWAY): read on.
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return false,
+            Err(_) => return true,
+        }
+    }
+}
+
+#[test]
+fn idle_and_partial_connections_are_closed_and_cannot_starve_a_gatherer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, admin) = (free_port(), free_port());
+    // 128 descriptors: the starvation took 300 idle sockets at 256.
+    let args = reporter_args(port, admin, dir.path(), &["--handshake-timeout", "2s"]);
+    let reporter = Daemon::start_with_open_files("reporter", &args, 128, dir.path());
+    wait_listening(port);
+    // 300 sockets (bounded): half send nothing, half a partial preface.
+    let mut idle: Vec<TcpStream> = Vec::new();
+    for i in 0..300 {
+        let Ok(mut conn) = TcpStream::connect(("127.0.0.1", port)) else {
+            continue;
+        };
+        if i % 2 == 1 {
+            let _ = conn.write_all(&PREFACE[..10]);
+        }
+        idle.push(conn);
+    }
+    let opened = Instant::now();
+    // A gatherer is served while they are open.
+    let g = gatherer(port, "wellbehaved", dir.path());
+    wait_for(
+        Duration::from_secs(30),
+        "the gatherer's rows acknowledged and stored",
+        || rows_of(dir.path(), "wellbehaved") >= 3,
+    );
+    // Every idle socket is closed by the reporter (at accept when too many
+    // are pending, else after --handshake-timeout).
+    for conn in &mut idle {
+        assert!(
+            closed_within(conn, Duration::from_secs(15)),
+            "an idle connection still open {:?} after it was opened",
+            opened.elapsed()
+        );
+    }
+    let timeouts = metric(admin, "hostpulse_reporter_handshake_timeouts_total").unwrap();
+    let refused = metric(
+        admin,
+        "hostpulse_reporter_connections_refused_pending_total",
+    )
+    .unwrap();
+    assert!(timeouts >= 1.0, "handshake timeouts counted: {timeouts}");
+    // The gatherer's own first attempts may be among the refused.
+    assert!(
+        timeouts + refused >= 300.0,
+        "every idle socket accounted for: {timeouts} + {refused}"
+    );
+    assert_eq!(
+        metric(admin, "hostpulse_reporter_handshakes_pending"),
+        Some(0.0)
+    );
+    let log = reporter.log_text();
+    assert!(
+        log.contains("did not complete its handshake in time"),
+        "{log}"
+    );
+    assert!(g.stop().success());
+}
+
+#[test]
+fn streams_without_hello_wait_apart_and_never_take_a_gatherers_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, admin) = (free_port(), free_port());
+    let args = reporter_args(
+        port,
+        admin,
+        dir.path(),
+        &[
+            "--max-streams",
+            "1",
+            "--max-pending-streams",
+            "4",
+            "--hello-timeout",
+            "8s",
+        ],
+    );
+    let reporter = Daemon::start("reporter", &args, dir.path());
+    wait_listening(port);
+    let started = Instant::now();
+    let mute: Vec<_> = (0..3)
+        .map(|_| std::thread::spawn(move || e2e::mute_stream_status(port)))
+        .collect();
+    wait_for(Duration::from_secs(10), "three streams waiting", || {
+        metric(admin, "hostpulse_reporter_streams_waiting_hello") == Some(3.0)
+    });
+    // The only --max-streams slot is still free for a real gatherer.
+    let g = gatherer(port, "real", dir.path());
+    wait_for(Duration::from_secs(20), "the gatherer acknowledged", || {
+        rows_of(dir.path(), "real") >= 2
+    });
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "served before the mute streams' Hello deadline"
+    );
+    // Three wait; one more may; a fifth finds no waiting place.
+    let fourth = std::thread::spawn(move || e2e::mute_stream_status(port));
+    wait_for(Duration::from_secs(10), "four streams waiting", || {
+        metric(admin, "hostpulse_reporter_streams_waiting_hello") == Some(4.0)
+    });
+    let fifth = e2e::mute_stream_status(port);
+    assert!(
+        fifth.contains("ResourceExhausted") && fifth.contains("waiting for their Hello"),
+        "{fifth}"
+    );
+    for m in mute.into_iter().chain([fourth]) {
+        let status = m.join().unwrap();
+        assert!(
+            status.contains("DeadlineExceeded") && status.contains("no Hello within 8s"),
+            "{status}"
+        );
+    }
+    assert_eq!(
+        metric(admin, "hostpulse_reporter_streams_waiting_hello"),
+        Some(0.0)
+    );
+    let log = reporter.log_text();
+    assert!(
+        log.contains("no Hello within 8s") && log.contains("peer"),
+        "the refusals are logged with the peer: {log}"
+    );
+    // The gatherer kept its stream throughout.
+    let before = rows_of(dir.path(), "real");
+    wait_for(Duration::from_secs(10), "more rows", || {
+        rows_of(dir.path(), "real") > before
+    });
+    assert!(g.stop().success());
+}
+
+#[test]
+fn at_the_descriptor_limit_the_reporter_backs_off_logs_and_serves_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, admin) = (free_port(), free_port());
+    // No cap on handshakes in progress: every connection gets a descriptor.
+    let args = reporter_args(
+        port,
+        admin,
+        dir.path(),
+        &["--max-pending-connections", "1000"],
+    );
+    let reporter = Daemon::start_with_open_files("reporter", &args, 64, dir.path());
+    wait_listening(port);
+    // Connections that complete the preface and then idle are served
+    // connections: they hold descriptors until the reporter runs out.
+    let mut held = Vec::new();
+    for _ in 0..120 {
+        if let Ok(mut conn) = TcpStream::connect(("127.0.0.1", port)) {
+            let _ = conn.write_all(PREFACE);
+            held.push(conn);
+        }
+    }
+    wait_for(
+        Duration::from_secs(20),
+        "the reporter to log the failing accept",
+        || {
+            reporter
+                .log_text()
+                .contains("accepting a connection failed")
+        },
+    );
+    // The kernel keeps queueing connections the reporter cannot accept: the
+    // loop must wait, not spin.
+    let (cpu0, t0) = (reporter.cpu_seconds(), Instant::now());
+    std::thread::sleep(Duration::from_secs(3));
+    let share = (reporter.cpu_seconds() - cpu0) / t0.elapsed().as_secs_f64();
+    assert!(
+        share < 0.5,
+        "the reporter used {:.0} % of a core while at its descriptor limit",
+        share * 100.0
+    );
+    drop(held);
+    // Served again once the connections are gone.
+    let g = gatherer(port, "after", dir.path());
+    wait_for(Duration::from_secs(30), "the gatherer acknowledged", || {
+        rows_of(dir.path(), "after") >= 2
+    });
+    let errors = metric(admin, "hostpulse_reporter_accept_errors_total").unwrap();
+    assert!(errors >= 1.0, "accept errors counted: {errors}");
+    assert!(g.stop().success());
+}
