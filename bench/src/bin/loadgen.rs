@@ -99,6 +99,14 @@
 //!
 //! The report's `security` line says which were on.
 //!
+//! # Worst-case memory per stream
+//!
+//! `--fill-rows N` adds N synthetic rows to every cycle (2N definitions per
+//! stream, N more samples per batch); `--cycles-per-batch G` makes each batch
+//! carry G copies of its cycle (G groups): together they drive streams to
+//! their `--max-series-per-stream` and `--max-message-bytes` limits, and the
+//! report's RSS lines show what that costs (README "Scaling and its limits").
+//!
 //! The load generator runs on the same machine as the reporter and competes
 //! with it for CPU (it encodes and gzips every batch, as real gatherers
 //! would on their own hosts): compare the reporter's cores with the
@@ -234,6 +242,19 @@ struct Args {
     #[arg(long)]
     token: bool,
 
+    /// Worst-case memory: add this many synthetic rows (table `fill`, a
+    /// distinct tag `slot` each, one field) to every cycle, so each stream
+    /// defines two definitions (a row key and a series) per row on top of the
+    /// real ones and sends that many more samples per batch.
+    #[arg(long, default_value_t = 0)]
+    fill_rows: usize,
+
+    /// Worst-case memory: each batch carries this many copies of its cycle,
+    /// 1 ms apart (one group each), as a large backlog would: batches as
+    /// large as --max-message-bytes allows.
+    #[arg(long, default_value_t = 1)]
+    cycles_per_batch: usize,
+
     /// KEY=VALUE added to the reporter's environment (repeatable), e.g.
     /// OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317.
     #[arg(long = "reporter-env", value_name = "KEY=VALUE", value_parser = parse_env)]
@@ -306,8 +327,11 @@ impl Args {
         if self.streams == 0 || self.streams_per_connection == 0 {
             return Err("--streams and --streams-per-connection must be at least 1".into());
         }
-        if self.window() == 0 || self.cycles == 0 || self.threads() == 0 {
-            return Err("--window, --cycles and --threads must be at least 1".into());
+        if self.window() == 0 || self.cycles == 0 || self.threads() == 0 || self.cycles_per_batch == 0
+        {
+            return Err(
+                "--window, --cycles, --cycles-per-batch and --threads must be at least 1".into(),
+            );
         }
         Ok(())
     }
@@ -896,6 +920,7 @@ struct Report {
     reporter_rss_open: u64,
     reporter_rss: u64,
     reporter_peak_rss: u64,
+    reporter_rss_closed: u64,
 }
 
 async fn run(
@@ -1011,6 +1036,9 @@ async fn run(
     if let Some(status) = reporter.exited() {
         return Err(format!("the reporter exited during the run ({status})"));
     }
+    // What the reporter keeps once every stream has ended (allocator caches).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_closed = reporter_memory(reporter.pid)?.rss_bytes;
 
     let elapsed = after.at.duration_since(before.at);
     let cores = |t: u64| procstat::cores(t, ticks, elapsed);
@@ -1041,6 +1069,7 @@ async fn run(
         reporter_rss_open: rss_open,
         reporter_rss: memory.rss_bytes,
         reporter_peak_rss: memory.peak_rss_bytes,
+        reporter_rss_closed: rss_closed,
     };
     for r in results {
         report.acked_batches += r.acked_batches;
@@ -1217,6 +1246,7 @@ fn print_report(args: &Args, plan: &Plan, r: &Report) {
             "reporter_rss_bytes": r.reporter_rss,
             "reporter_rss_per_stream_bytes": per_stream_rss,
             "reporter_peak_rss_bytes": r.reporter_peak_rss,
+            "reporter_rss_after_close_bytes": r.reporter_rss_closed,
             "loadgen_cores": r.own_cores,
             "machine_busy_cores": r.machine_cores,
             "machine_cpus": r.machine_cpus,
@@ -1271,6 +1301,10 @@ fn print_report(args: &Args, plan: &Plan, r: &Report) {
         "| reporter RSS per stream (end of window minus idle) | {:.0} KiB |",
         per_stream_rss / 1024.0
     );
+    println!(
+        "| reporter RSS 2 s after every stream closed | {:.1} MiB |",
+        mib(r.reporter_rss_closed)
+    );
     println!("| loadgen CPU (same machine) | {:.2} cores |", r.own_cores);
     println!(
         "| machine busy, all processes | {:.2} of {:.0} cores (other processes {others:.2}) |",
@@ -1286,6 +1320,26 @@ fn print_report(args: &Args, plan: &Plan, r: &Report) {
 }
 
 // ---------------------------------------------------------------- main
+
+/// `rows` with `fill` synthetic rows added, repeated `copies` times 1 ms
+/// apart (`--fill-rows`, `--cycles-per-batch`).
+fn fatten(mut rows: Vec<Row>, fill: usize, copies: usize) -> Vec<Row> {
+    let ts = rows.first().map_or(0, |r| r.ts);
+    for slot in 0..fill {
+        let mut row = Row::new("fill", ts).tag("slot", slot.to_string());
+        row.int("v", slot as u64);
+        rows.push(row);
+    }
+    let one = rows.clone();
+    for copy in 1..copies {
+        rows.extend(one.iter().map(|r| {
+            let mut r = r.clone();
+            r.ts += copy as i64 * 1_000_000;
+            r
+        }));
+    }
+    rows
+}
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -1317,9 +1371,12 @@ fn main() -> ExitCode {
         Duration::from_secs(1),
         Duration::from_millis(100),
     );
+    let mut cycles = cycles;
+    cycles.first = fatten(cycles.first, args.fill_rows, args.cycles_per_batch);
     let steady: Vec<(Vec<Row>, u64)> = cycles
         .steady
         .into_iter()
+        .map(|rows| fatten(rows, args.fill_rows, args.cycles_per_batch))
         .map(|rows| {
             let n = cycles::samples(&rows) as u64;
             (rows, n)
