@@ -39,9 +39,14 @@ fn reporter_args(port: u16, admin: u16, dir: &Path, extra: &[&str]) -> Vec<Strin
 
 /// A gatherer of the `load` family every 100 ms, labelled `run=<run>`.
 fn gatherer(port: u16, run: &str, dir: &Path) -> Daemon {
-    let args = s(&[
+    gatherer_to(&format!("http://127.0.0.1:{port}"), run, dir, &[])
+}
+
+/// Like [`gatherer`], to `url`, with `extra` flags.
+fn gatherer_to(url: &str, run: &str, dir: &Path, extra: &[&str]) -> Daemon {
+    let mut args = s(&[
         "--reporter",
-        &format!("http://127.0.0.1:{port}"),
+        url,
         "--node-id",
         run,
         "--label",
@@ -51,6 +56,7 @@ fn gatherer(port: u16, run: &str, dir: &Path) -> Daemon {
         "--interval",
         "100ms",
     ]);
+    args.extend(s(extra));
     Daemon::start("gatherer", &args, dir)
 }
 
@@ -135,6 +141,68 @@ fn idle_and_partial_connections_are_closed_and_cannot_starve_a_gatherer() {
     assert!(
         log.contains("did not complete its handshake in time"),
         "{log}"
+    );
+    assert!(g.stop().success());
+}
+
+#[test]
+fn the_tls_listener_closes_unfinished_handshakes_after_the_handshake_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = e2e::Pki::new(dir.path());
+    let (port, admin) = (free_port(), free_port());
+    let (cert, key) = (pki.pem("server"), pki.key("server"));
+    let args = reporter_args(
+        port,
+        admin,
+        dir.path(),
+        &[
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+            "--handshake-timeout",
+            "1s",
+        ],
+    );
+    let reporter = Daemon::start("reporter", &args, dir.path());
+    wait_listening(port);
+    // Silent sockets, and sockets that start a TLS record and stop.
+    let mut idle: Vec<TcpStream> = (0..40)
+        .map(|i| {
+            let mut conn = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            if i % 2 == 1 {
+                conn.write_all(&[0x16, 0x03, 0x01]).unwrap();
+            }
+            conn
+        })
+        .collect();
+    let opened = Instant::now();
+    let g = gatherer_to(
+        &format!("https://127.0.0.1:{port}"),
+        "tls",
+        dir.path(),
+        &["--tls-ca", &pki.pem("ca1")],
+    );
+    wait_for(
+        Duration::from_secs(30),
+        "the TLS gatherer acknowledged",
+        || rows_of(dir.path(), "tls") >= 2,
+    );
+    for conn in &mut idle {
+        assert!(closed_within(conn, Duration::from_secs(8)), "still open");
+    }
+    // The configured 1 s, not the former fixed 10 s, closed them.
+    assert!(
+        opened.elapsed() < Duration::from_secs(9),
+        "{:?}",
+        opened.elapsed()
+    );
+    let timeouts = metric(admin, "hostpulse_reporter_handshake_timeouts_total").unwrap();
+    assert!(timeouts >= 40.0, "{timeouts}");
+    assert!(
+        reporter
+            .log_text()
+            .contains("did not complete its handshake in time")
     );
     assert!(g.stop().success());
 }

@@ -327,7 +327,10 @@ impl Args {
         if self.streams == 0 || self.streams_per_connection == 0 {
             return Err("--streams and --streams-per-connection must be at least 1".into());
         }
-        if self.window() == 0 || self.cycles == 0 || self.threads() == 0 || self.cycles_per_batch == 0
+        if self.window() == 0
+            || self.cycles == 0
+            || self.threads() == 0
+            || self.cycles_per_batch == 0
         {
             return Err(
                 "--window, --cycles, --cycles-per-batch and --threads must be at least 1".into(),
