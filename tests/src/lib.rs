@@ -413,22 +413,27 @@ pub fn sink_rows(path: &Path) -> Rows {
 /// protobuf encoding: how garbage reaches a server), and returns the status
 /// that ended the stream as "Code: message".
 pub fn raw_stream_status(port: u16, payload: &[u8]) -> String {
-    raw_stream(port, Some(payload), false)
+    raw_stream(port, vec![payload.to_vec()], false)
+}
+
+/// Like [`raw_stream_status`] with several messages, in order, on one stream.
+pub fn raw_messages_status(port: u16, messages: Vec<Vec<u8>>) -> String {
+    raw_stream(port, messages, false)
 }
 
 /// Opens an Ingest stream and sends nothing at all (no Hello), holding it
 /// open; the status that ends it.
 pub fn mute_stream_status(port: u16) -> String {
-    raw_stream(port, None, true)
+    raw_stream(port, Vec::new(), true)
 }
 
 /// Like [`raw_stream_status`], but keeps the request stream open after the
 /// payload, as a silent peer would: only the server can end it.
 pub fn silent_stream_status(port: u16, payload: &[u8]) -> String {
-    raw_stream(port, Some(payload), true)
+    raw_stream(port, vec![payload.to_vec()], true)
 }
 
-fn raw_stream(port: u16, payload: Option<&[u8]>, hold_open: bool) -> String {
+fn raw_stream(port: u16, messages: Vec<Vec<u8>>, hold_open: bool) -> String {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -442,7 +447,7 @@ fn raw_stream(port: u16, payload: Option<&[u8]>, hold_open: bool) -> String {
         let mut grpc = tonic::client::Grpc::new(channel);
         grpc.ready().await.expect("ready");
         let path = http::uri::PathAndQuery::from_static("/hostpulse.v1.Ingest/Stream");
-        let first = tokio_stream::iter(payload.map(<[u8]>::to_vec));
+        let first = tokio_stream::iter(messages);
         let tail = futures_pending(hold_open);
         let request = tonic::Request::new(tokio_stream::StreamExt::chain(first, tail));
         let describe = |s: tonic::Status| format!("{:?}: {}", s.code(), s.message());
