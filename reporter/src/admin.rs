@@ -90,10 +90,11 @@ impl pb::admin_server::Admin for AdminService {
         _request: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
         let spool = self.shared.spool.clone();
-        let status =
+        let mut status =
             tokio::task::spawn_blocking(move || spool.map(|s| s.status()).unwrap_or_default())
                 .await
                 .map_err(|e| Status::internal(e.to_string()))?;
+        status.memory_budget = Some(self.shared.limits.memory.status());
         Ok(Response::new(status))
     }
 

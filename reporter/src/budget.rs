@@ -116,6 +116,17 @@ impl MemoryBudget {
             .clone()
     }
 
+    /// The budget as `Admin.Status` reports it.
+    pub fn status(&self) -> pb::MemoryBudget {
+        pb::MemoryBudget {
+            limit_bytes: self.limit,
+            used_bytes: self.used(),
+            refused_definitions: self.refused(Purpose::Definitions),
+            refused_batches: self.refused(Purpose::Batch),
+            last_refusal: self.last_refusal().unwrap_or_default(),
+        }
+    }
+
     /// An empty charge against this budget.
     pub fn charge(self: &Arc<Self>) -> Charge {
         Charge {

@@ -410,6 +410,19 @@ fn streams_past_the_memory_budget_are_refused_while_a_normal_gatherer_is_acknowl
         let line = format!("hostpulse_reporter_memory_budget_refused_total{{what=\"{what}\"}} 1");
         assert!(page.contains(&line), "{line} in:\n{page}");
     }
+    // Operators see it in Admin.Status too.
+    let (ok, status, err) = e2e::grpcurl(&[
+        "-plaintext",
+        &format!("127.0.0.1:{port}"),
+        "hostpulse.v1.Admin/Status",
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        status.contains(r#""refusedDefinitions": "1""#)
+            && status.contains(r#""refusedBatches": "1""#)
+            && status.contains("memory budget is exhausted"),
+        "{status}"
+    );
     // What the refused streams held came back: only the gatherer's few
     // definitions (and a batch in flight) remain charged.
     let used = metric(admin, "hostpulse_reporter_memory_budget_used_bytes").unwrap();

@@ -373,6 +373,7 @@ impl Spool {
             quarantined: Shared::lock(&self.shared.quarantined).clone(),
             sinks,
             truncated_bytes: self.shared.truncated_bytes,
+            ..Default::default()
         }
     }
 
