@@ -88,7 +88,7 @@ pub struct Args {
     /// Memory all streams together may hold in definitions and batches in
     /// flight (estimated heap bytes); past it the stream asking for more gets
     /// RESOURCE_EXHAUSTED and the others go on. The default suits a 1 GiB pod.
-    #[arg(long, env = "HOSTPULSE_MEMORY_BUDGET", default_value = "512MiB", value_parser = parse_size)]
+    #[arg(long, env = "HOSTPULSE_MEMORY_BUDGET", default_value = "640MiB", value_parser = parse_size)]
     pub memory_budget: u64,
 
     /// How long a new stream may take to send its Hello; until then it holds
