@@ -246,9 +246,21 @@ impl StreamCharge {
             .reserve(batch_bytes(batch), Purpose::Batch)
     }
 
-    /// After the decoding (the stream now holds `held` definitions): keeps
-    /// only the share of the batch's definitions that were new.
-    pub fn after_decode(&mut self, held: usize) {
+    /// After the decoding (the stream now holds `held` definitions, the
+    /// batch expanded to `rows` rows): keeps only the share of the batch's
+    /// definitions that were new, and brings the batch's charge from its
+    /// worst case (a row per sample) down to its `rows`.
+    pub fn after_decode(
+        &mut self,
+        held: usize,
+        batch: &pb::Batch,
+        rows: usize,
+        in_flight: &mut Charge,
+    ) {
+        let _ = in_flight.resize(
+            batch_bytes(batch).min(decoded_batch_bytes(batch, rows)),
+            Purpose::Batch,
+        );
         let added = held.saturating_sub(self.before.0) as u64;
         let (count, cost) = self.carried;
         let kept = if count == 0 {
@@ -312,6 +324,18 @@ pub fn batch_bytes(batch: &pb::Batch) -> u64 {
     2 * (groups + definition_bytes(batch)) + samples * (32 + 40 + ALLOCATION)
 }
 
+/// [`batch_bytes`] once the batch is known to expand to `rows` rows.
+pub fn decoded_batch_bytes(batch: &pb::Batch, rows: usize) -> u64 {
+    let samples: u64 = batch
+        .groups
+        .iter()
+        .map(|g| g.series_delta.len() as u64)
+        .sum();
+    let worst = batch_bytes(batch);
+    // Replace the worst case's row per sample by the real rows.
+    worst - samples * (40 + ALLOCATION) + rows as u64 * (40 + 2 * ALLOCATION)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -358,14 +382,16 @@ mod tests {
         }
         let per = definition_bytes(&batch) / 10;
         let mut stream = StreamCharge::new(&budget);
-        let in_flight = stream.before_decode(&batch, 0).unwrap();
+        let mut in_flight = stream.before_decode(&batch, 0).unwrap();
         assert_eq!(budget.used(), 10 * per + in_flight.bytes());
+        let worst = in_flight.bytes();
+        stream.after_decode(10, &batch, 0, &mut in_flight);
+        assert!(in_flight.bytes() <= worst);
         drop(in_flight);
-        stream.after_decode(10);
         assert_eq!(budget.used(), 10 * per);
         // The same definitions again (a resend): nothing more is kept.
-        let in_flight = stream.before_decode(&batch, 10).unwrap();
-        stream.after_decode(10);
+        let mut in_flight = stream.before_decode(&batch, 10).unwrap();
+        stream.after_decode(10, &batch, 0, &mut in_flight);
         drop(in_flight);
         assert_eq!(budget.used(), 10 * per);
         drop(stream);
@@ -412,6 +438,19 @@ mod tests {
             t.join().unwrap();
         }
         assert_eq!(budget.used(), 0);
+    }
+
+    #[test]
+    fn a_decoded_batch_is_charged_for_its_real_rows() {
+        let mut batch = pb::Batch::default();
+        batch.groups.push(pb::Group {
+            series_delta: vec![1; 1000],
+            ints: vec![7; 1000],
+            ..Default::default()
+        });
+        let worst = batch_bytes(&batch);
+        assert_eq!(decoded_batch_bytes(&batch, 1000), worst + 1000 * ALLOCATION);
+        assert!(decoded_batch_bytes(&batch, 50) < worst * 2 / 3);
     }
 
     #[test]

@@ -268,9 +268,9 @@ impl Session {
                             batch.sequence
                         )));
                     }
-                    let _in_flight = memory.before_decode(&batch, defs.len()).map_err(|e| e.status())?;
+                    let mut in_flight = memory.before_decode(&batch, defs.len()).map_err(|e| e.status())?;
                     let decoded = span.in_scope(|| defs.decode(&batch)).map_err(|e| codec_status(&e, batch.sequence))?;
-                    memory.after_decode(defs.len());
+                    memory.after_decode(defs.len(), &batch, decoded.rows.len(), &mut in_flight);
                     let samples = decoded.samples as u64;
                     span.record("samples", samples);
                     let accepted = Arc::new(AcceptedBatch {
