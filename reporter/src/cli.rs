@@ -100,8 +100,8 @@ pub struct Args {
     #[arg(long, env = "HOSTPULSE_MAX_PENDING_STREAMS", default_value_t = 1_000)]
     pub max_pending_streams: usize,
 
-    /// How long a new connection may take to send the HTTP/2 preface
-    /// (plaintext) or complete its TLS handshake before it is closed.
+    /// How long a new connection may take to complete its TLS handshake
+    /// (with --tls-cert) and send the HTTP/2 preface before it is closed.
     #[arg(long, env = "HOSTPULSE_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub handshake_timeout: Duration,
 

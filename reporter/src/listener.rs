@@ -8,7 +8,8 @@
 //!    ├─ already --max-pending-connections handshakes in progress ──► close at once (counted)
 //!    └─ task: handshake within --handshake-timeout
 //!               plaintext: the 24-byte HTTP/2 preface is buffered (peeked, not read)
-//!               TLS:       [`crate::acceptor`]'s classification and TLS handshake
+//!               TLS:       [`crate::acceptor`]'s classification and TLS handshake, then the
+//!                          preface read through TLS ([`read_preface`], handed back in front)
 //!         ├─ done ──► tonic (the connection counts as open until tonic drops it)
 //!         └─ late, closed or refused ──► close (timeouts counted and logged, rate-limited)
 //! ```
@@ -153,6 +154,83 @@ impl<T: AsyncRead + Unpin> AsyncRead for Tracked<T> {
 }
 
 impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+/// A stream whose first bytes were already read (the HTTP/2 preface, read
+/// through TLS to enforce the handshake timeout): they are read again first.
+pub struct Prefixed<T> {
+    head: [u8; HTTP2_PREFACE.len()],
+    pos: usize,
+    inner: T,
+}
+
+/// Reads the 24 bytes of the HTTP/2 preface from `io` (whatever they are:
+/// the server answers anything else with a protocol error) and hands them
+/// back in front of the rest; `None` when the peer closes or fails first.
+pub async fn read_preface<T: AsyncRead + Unpin>(mut io: T) -> Option<Prefixed<T>> {
+    use tokio::io::AsyncReadExt;
+    let mut head = [0u8; HTTP2_PREFACE.len()];
+    io.read_exact(&mut head).await.ok()?;
+    Some(Prefixed {
+        head,
+        pos: 0,
+        inner: io,
+    })
+}
+
+impl<T: Connected> Connected for Prefixed<T> {
+    type ConnectInfo = T::ConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.inner.connect_info()
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Prefixed<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.pos < self.head.len() {
+            let n = (self.head.len() - self.pos).min(buf.remaining());
+            let start = self.pos;
+            buf.put_slice(&self.head[start..start + n]);
+            self.pos += n;
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Prefixed<T> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -342,6 +420,18 @@ mod tests {
             None
         );
         assert!((16..=1024).contains(&default_max_pending()));
+    }
+
+    #[tokio::test]
+    async fn a_read_preface_is_read_again_before_the_rest() {
+        use tokio::io::AsyncReadExt;
+        let mut wire = HTTP2_PREFACE.to_vec();
+        wire.extend_from_slice(b"settings");
+        let mut prefixed = read_preface(&wire[..]).await.unwrap();
+        let mut all = Vec::new();
+        prefixed.read_to_end(&mut all).await.unwrap();
+        assert_eq!(all, wire);
+        assert!(read_preface(&HTTP2_PREFACE[..10]).await.is_none());
     }
 
     #[test]
