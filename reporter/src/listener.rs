@@ -7,9 +7,9 @@
 //!    │ ok (back-off reset)
 //!    ├─ already --max-pending-connections handshakes in progress ──► close at once (counted)
 //!    └─ task: handshake within --handshake-timeout
-//!               plaintext: the 24-byte HTTP/2 preface is buffered (peeked, not read)
+//!               plaintext: the HTTP/2 preface and a SETTINGS header are buffered (peeked, not read)
 //!               TLS:       [`crate::acceptor`]'s classification and TLS handshake, then the
-//!                          preface read through TLS ([`read_preface`], handed back in front)
+//!                          same 33 bytes read through TLS ([`read_preface`], handed back in front)
 //!         ├─ done ──► tonic (the connection counts as open until tonic drops it)
 //!         └─ late, closed or refused ──► close (timeouts counted and logged, rate-limited)
 //! ```
@@ -41,6 +41,12 @@ use tonic::transport::server::Connected;
 
 /// What every HTTP/2 client sends first (RFC 9113 §3.4).
 pub const HTTP2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// The preface plus the 9-byte header of the SETTINGS frame that must follow
+/// it: what a connection sends before it counts as started. (A peer that sent
+/// only the preface would otherwise hold its descriptor until the connection
+/// age, since HTTP/2 keepalive starts only after the settings.)
+pub const CLIENT_START: usize = HTTP2_PREFACE.len() + 9;
 
 /// First and longest pause after a failed `accept`.
 const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
@@ -183,20 +189,21 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
     }
 }
 
-/// A stream whose first bytes were already read (the HTTP/2 preface, read
+/// A stream whose first bytes were already read (the HTTP/2 start, read
 /// through TLS to enforce the handshake timeout): they are read again first.
 pub struct Prefixed<T> {
-    head: [u8; HTTP2_PREFACE.len()],
+    head: [u8; CLIENT_START],
     pos: usize,
     inner: T,
 }
 
-/// Reads the 24 bytes of the HTTP/2 preface from `io` (whatever they are:
-/// the server answers anything else with a protocol error) and hands them
+/// Reads the [`CLIENT_START`] bytes of the HTTP/2 preface and SETTINGS
+/// header from `io` (whatever they are: the server answers anything else
+/// with a protocol error) and hands them
 /// back in front of the rest; `None` when the peer closes or fails first.
 pub async fn read_preface<T: AsyncRead + Unpin>(mut io: T) -> Option<Prefixed<T>> {
     use tokio::io::AsyncReadExt;
-    let mut head = [0u8; HTTP2_PREFACE.len()];
+    let mut head = [0u8; CLIENT_START];
     io.read_exact(&mut head).await.ok()?;
     Some(Prefixed {
         head,
@@ -352,13 +359,13 @@ where
     ReceiverStream::new(rx)
 }
 
-/// The plaintext handshake: waits until 24 bytes, the length of the HTTP/2
-/// preface, are buffered (tonic answers anything but a preface with a
-/// protocol error); a peer that closes is dropped, one that stays silent or
+/// The plaintext handshake: waits until [`CLIENT_START`] bytes, the HTTP/2
+/// preface and a frame header, are buffered (tonic answers anything but a
+/// preface and SETTINGS with a protocol error); a peer that closes is dropped, one that stays silent or
 /// stops short is cut off by the caller's timeout.
 pub async fn http2_preface(stream: TcpStream, peer: SocketAddr) -> Option<TcpStream> {
-    let mut head = [0u8; HTTP2_PREFACE.len()];
-    match peek_at_least(&stream, &mut head, HTTP2_PREFACE.len()).await {
+    let mut head = [0u8; CLIENT_START];
+    match peek_at_least(&stream, &mut head, CLIENT_START).await {
         Ok(0) => None,
         Ok(_) => Some(stream),
         Err(e) => {
@@ -409,6 +416,9 @@ fn open_files_limit(limits: &str) -> Option<usize> {
 mod tests {
     use super::*;
 
+    /// A SETTINGS frame with no settings: length 0, type 4, no flags, stream 0.
+    const EMPTY_SETTINGS: [u8; 9] = [0, 0, 0, 4, 0, 0, 0, 0, 0];
+
     #[test]
     fn the_open_files_limit_is_read_from_proc_limits() {
         let text = "Limit                     Soft Limit           Hard Limit           Units     \n\
@@ -426,7 +436,8 @@ mod tests {
     async fn a_read_preface_is_read_again_before_the_rest() {
         use tokio::io::AsyncReadExt;
         let mut wire = HTTP2_PREFACE.to_vec();
-        wire.extend_from_slice(b"settings");
+        wire.extend_from_slice(&EMPTY_SETTINGS);
+        wire.extend_from_slice(b"more frames");
         let mut prefixed = read_preface(&wire[..]).await.unwrap();
         let mut all = Vec::new();
         prefixed.read_to_end(&mut all).await.unwrap();
@@ -454,7 +465,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn silent_and_partial_prefaces_are_closed_and_counted_while_a_full_one_passes() {
+    async fn silent_and_unsettled_connections_are_closed_and_counted_while_a_started_one_passes() {
         use tokio::io::AsyncWriteExt;
         use tokio_stream::StreamExt;
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -467,7 +478,8 @@ mod tests {
         let mut incoming = incoming(listener, limits, Arc::clone(&stats), http2_preface);
         let _silent = TcpStream::connect(addr).await.unwrap();
         let mut partial = TcpStream::connect(addr).await.unwrap();
-        partial.write_all(&HTTP2_PREFACE[..10]).await.unwrap();
+        // The whole preface, but no SETTINGS after it.
+        partial.write_all(HTTP2_PREFACE).await.unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
         // Two pending: a third is closed at once.
         let _third = TcpStream::connect(addr).await.unwrap();
@@ -477,6 +489,7 @@ mod tests {
         assert_eq!(stats.pending.load(Ordering::Relaxed), 0);
         let mut good = TcpStream::connect(addr).await.unwrap();
         good.write_all(HTTP2_PREFACE).await.unwrap();
+        good.write_all(&EMPTY_SETTINGS).await.unwrap();
         let conn = tokio::time::timeout(Duration::from_secs(5), incoming.next())
             .await
             .unwrap()

@@ -18,6 +18,9 @@ use prost::Message as _;
 /// The HTTP/2 client preface (RFC 9113 §3.4).
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
+/// An empty SETTINGS frame: what a client sends right after the preface.
+const SETTINGS: [u8; 9] = [0, 0, 0, 4, 0, 0, 0, 0, 0];
+
 fn s(list: &[&str]) -> Vec<String> {
     list.iter().map(|x| x.to_string()).collect()
 }
@@ -97,14 +100,17 @@ fn idle_and_partial_connections_are_closed_and_cannot_starve_a_gatherer() {
     let args = reporter_args(port, admin, dir.path(), &["--handshake-timeout", "2s"]);
     let reporter = Daemon::start_with_open_files("reporter", &args, 128, dir.path());
     wait_listening(port);
-    // 300 sockets (bounded): half send nothing, half a partial preface.
+    // 300 sockets (bounded): a third send nothing, a third part of the
+    // preface, a third the whole preface but no SETTINGS.
     let mut idle: Vec<TcpStream> = Vec::new();
     for i in 0..300 {
         let Ok(mut conn) = TcpStream::connect(("127.0.0.1", port)) else {
             continue;
         };
-        if i % 2 == 1 {
-            let _ = conn.write_all(&PREFACE[..10]);
+        match i % 3 {
+            1 => drop(conn.write_all(&PREFACE[..10])),
+            2 => drop(conn.write_all(PREFACE)),
+            _ => {}
         }
         idle.push(conn);
     }
@@ -314,12 +320,13 @@ fn at_the_descriptor_limit_the_reporter_backs_off_logs_and_serves_again() {
     );
     let reporter = Daemon::start_with_open_files("reporter", &args, 64, dir.path());
     wait_listening(port);
-    // Connections that complete the preface and then idle are served
-    // connections: they hold descriptors until the reporter runs out.
+    // Connections that send the preface and SETTINGS and then idle are
+    // served connections: they hold descriptors until the reporter runs out.
     let mut held = Vec::new();
     for _ in 0..120 {
         if let Ok(mut conn) = TcpStream::connect(("127.0.0.1", port)) {
             let _ = conn.write_all(PREFACE);
+            let _ = conn.write_all(&SETTINGS);
             held.push(conn);
         }
     }
