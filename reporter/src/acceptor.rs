@@ -31,7 +31,7 @@ use tokio_rustls::server::TlsStream;
 use tonic::Status;
 
 use crate::auth::AuthStats;
-use crate::listener::{Prefixed, peek_at_least, read_preface};
+use crate::listener::{peek_at_least, read_preface};
 use crate::tls::TlsState;
 
 /// How long a new connection may take to complete its handshake.
@@ -44,7 +44,7 @@ pub const PLAINTEXT_MESSAGE: &str = "this reporter accepts TLS only: use https:/
 const TLS_HANDSHAKE: u8 = 0x16;
 
 /// Established TLS connections, for `serve_with_incoming_shutdown`.
-pub type Incoming = crate::listener::Incoming<Prefixed<TlsStream<TcpStream>>>;
+pub type Incoming = crate::listener::Incoming<TlsStream<TcpStream>>;
 
 /// Accepts on `listener` through the shared accept loop
 /// ([`crate::listener::incoming`]: back-off, handshake timeout, pending cap)

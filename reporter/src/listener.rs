@@ -129,10 +129,46 @@ impl AcceptBackoff {
     }
 }
 
-/// A connection handed to tonic; counted as open until dropped.
+/// What a handshake hands over: the connection, and the bytes it already
+/// read from it (through TLS, to enforce the timeout), to be read again first.
+pub struct Started<T> {
+    /// The connection.
+    pub io: T,
+    /// Bytes already read from `io`, if any.
+    pub unread: Option<[u8; CLIENT_START]>,
+}
+
+impl<T> Started<T> {
+    /// A connection nothing was read from (the plaintext path only peeks).
+    pub fn untouched(io: T) -> Self {
+        Started { io, unread: None }
+    }
+}
+
+/// A connection handed to tonic; counted as open until dropped. Yields the
+/// handshake's unread bytes before reading on.
 pub struct Tracked<T> {
     inner: T,
+    unread: [u8; CLIENT_START],
+    /// Position in `unread`; `CLIENT_START` when all was given back.
+    pos: usize,
     stats: Arc<ConnectionStats>,
+}
+
+impl<T> Tracked<T> {
+    fn new(started: Started<T>, stats: Arc<ConnectionStats>) -> Self {
+        stats.open.fetch_add(1, Ordering::Relaxed);
+        let (unread, pos) = match started.unread {
+            Some(bytes) => (bytes, 0),
+            None => ([0; CLIENT_START], CLIENT_START),
+        };
+        Tracked {
+            inner: started.io,
+            unread,
+            pos,
+            stats,
+        }
+    }
 }
 
 impl<T> Drop for Tracked<T> {
@@ -155,6 +191,13 @@ impl<T: AsyncRead + Unpin> AsyncRead for Tracked<T> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if self.pos < CLIENT_START {
+            let start = self.pos;
+            let n = (CLIENT_START - start).min(buf.remaining());
+            buf.put_slice(&self.unread[start..start + n]);
+            self.pos += n;
+            return Poll::Ready(Ok(()));
+        }
         Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }
@@ -189,82 +232,18 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
     }
 }
 
-/// A stream whose first bytes were already read (the HTTP/2 start, read
-/// through TLS to enforce the handshake timeout): they are read again first.
-pub struct Prefixed<T> {
-    head: [u8; CLIENT_START],
-    pos: usize,
-    inner: T,
-}
-
 /// Reads the [`CLIENT_START`] bytes of the HTTP/2 preface and SETTINGS
 /// header from `io` (whatever they are: the server answers anything else
 /// with a protocol error) and hands them
 /// back in front of the rest; `None` when the peer closes or fails first.
-pub async fn read_preface<T: AsyncRead + Unpin>(mut io: T) -> Option<Prefixed<T>> {
+pub async fn read_preface<T: AsyncRead + Unpin>(mut io: T) -> Option<Started<T>> {
     use tokio::io::AsyncReadExt;
     let mut head = [0u8; CLIENT_START];
     io.read_exact(&mut head).await.ok()?;
-    Some(Prefixed {
-        head,
-        pos: 0,
-        inner: io,
+    Some(Started {
+        io,
+        unread: Some(head),
     })
-}
-
-impl<T: Connected> Connected for Prefixed<T> {
-    type ConnectInfo = T::ConnectInfo;
-
-    fn connect_info(&self) -> Self::ConnectInfo {
-        self.inner.connect_info()
-    }
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for Prefixed<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if self.pos < self.head.len() {
-            let n = (self.head.len() - self.pos).min(buf.remaining());
-            let start = self.pos;
-            buf.put_slice(&self.head[start..start + n]);
-            self.pos += n;
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for Prefixed<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
 }
 
 /// Established connections, for `serve_with_incoming_shutdown`.
@@ -283,7 +262,7 @@ pub fn incoming<T, H, F>(
 where
     T: Send + 'static,
     H: Fn(TcpStream, SocketAddr) -> F + Send + Sync + 'static,
-    F: Future<Output = Option<T>> + Send + 'static,
+    F: Future<Output = Option<Started<T>>> + Send + 'static,
 {
     let (tx, rx) = mpsc::channel(64);
     let handshake = Arc::new(handshake);
@@ -336,10 +315,8 @@ where
                     tokio::time::timeout(limits.handshake_timeout, handshake(stream, peer)).await;
                 stats.pending.fetch_sub(1, Ordering::Relaxed);
                 match done {
-                    Ok(Some(inner)) => {
-                        stats.open.fetch_add(1, Ordering::Relaxed);
-                        let tracked = Tracked { inner, stats };
-                        let _ = tx.send(Ok(tracked)).await;
+                    Ok(Some(started)) => {
+                        let _ = tx.send(Ok(Tracked::new(started, stats))).await;
                     }
                     Ok(None) => {}
                     Err(_) => {
@@ -363,11 +340,11 @@ where
 /// preface and a frame header, are buffered (tonic answers anything but a
 /// preface and SETTINGS with a protocol error); a peer that closes is dropped, one that stays silent or
 /// stops short is cut off by the caller's timeout.
-pub async fn http2_preface(stream: TcpStream, peer: SocketAddr) -> Option<TcpStream> {
+pub async fn http2_preface(stream: TcpStream, peer: SocketAddr) -> Option<Started<TcpStream>> {
     let mut head = [0u8; CLIENT_START];
     match peek_at_least(&stream, &mut head, CLIENT_START).await {
         Ok(0) => None,
-        Ok(_) => Some(stream),
+        Ok(_) => Some(Started::untouched(stream)),
         Err(e) => {
             tracing::debug!(%peer, error = %e, "connection failed before its preface");
             None
@@ -438,10 +415,15 @@ mod tests {
         let mut wire = HTTP2_PREFACE.to_vec();
         wire.extend_from_slice(&EMPTY_SETTINGS);
         wire.extend_from_slice(b"more frames");
-        let mut prefixed = read_preface(&wire[..]).await.unwrap();
+        let stats = Arc::new(ConnectionStats::default());
+        let started = read_preface(&wire[..]).await.unwrap();
+        let mut tracked = Tracked::new(started, Arc::clone(&stats));
         let mut all = Vec::new();
-        prefixed.read_to_end(&mut all).await.unwrap();
+        tracked.read_to_end(&mut all).await.unwrap();
         assert_eq!(all, wire);
+        assert_eq!(stats.open.load(Ordering::Relaxed), 1);
+        drop(tracked);
+        assert_eq!(stats.open.load(Ordering::Relaxed), 0);
         assert!(read_preface(&HTTP2_PREFACE[..10]).await.is_none());
     }
 
