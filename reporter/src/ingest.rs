@@ -98,9 +98,9 @@ impl pb::ingest_server::Ingest for IngestService {
         request: Request<Streaming<pb::GathererMessage>>,
     ) -> Result<Response<Self::StreamStream>, Status> {
         let peer = request.remote_addr();
-        let admission = request
+        let place = request
             .extensions()
-            .get::<crate::limits::Admission>()
+            .get::<crate::limits::StreamPlace>()
             .cloned();
         let inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(16);
@@ -118,7 +118,7 @@ impl pb::ingest_server::Ingest for IngestService {
                     peer,
                     id: None,
                     node: Arc::from(""),
-                    admission,
+                    place,
                 };
                 let result = session.run(inbound).await;
                 session.finish(result).await;
@@ -136,7 +136,7 @@ struct Session {
     id: Option<StreamId>,
     node: Arc<str>,
     /// The stream's place under --max-pending-streams / --max-streams.
-    admission: Option<crate::limits::Admission>,
+    place: Option<crate::limits::StreamPlace>,
 }
 
 /// How a session ended without an error worth a status.
@@ -174,8 +174,8 @@ impl Session {
             }
         };
         check_hello(&hello)?;
-        if let Some(admission) = &self.admission {
-            admission.admit()?;
+        if let Some(place) = &self.place {
+            place.admit()?;
         }
         let peer = self
             .peer

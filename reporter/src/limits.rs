@@ -2,9 +2,9 @@
 //!
 //! - **Streams waiting for Hello**: a new stream first takes one of
 //!   `--max-pending-streams` waiting places (none free: RESOURCE_EXHAUSTED at
-//!   once). The stream's [`Admission`] travels in the request's extensions;
+//!   once). The stream's [`StreamPlace`] travels in the request's extensions;
 //!   only once its Hello was accepted does `ingest` call
-//!   [`Admission::admit`], which trades the waiting place for one of
+//!   [`StreamPlace::admit`], which trades the waiting place for one of
 //!   `--max-streams` slots. A stream that sends no Hello within
 //!   `--hello-timeout` is ended by `ingest` (DEADLINE_EXCEEDED), so silent
 //!   streams never hold a slot that a real gatherer needs.
@@ -75,11 +75,11 @@ impl IngestLimitsLayer {
 }
 
 /// A stream's place: waiting for its Hello, then (after
-/// [`Admission::admit`]) one of the `--max-streams` slots. Shared by the
+/// [`StreamPlace::admit`]) one of the `--max-streams` slots. Shared by the
 /// request (extensions), the session and the response body; the place is
 /// given back when the last of them is dropped.
 #[derive(Clone)]
-pub struct Admission {
+pub struct StreamPlace {
     state: Arc<Mutex<Place>>,
     slots: Arc<Semaphore>,
     max_streams: usize,
@@ -91,7 +91,7 @@ enum Place {
     Admitted { _permit: OwnedSemaphorePermit },
 }
 
-impl Admission {
+impl StreamPlace {
     /// The Hello was accepted: takes a stream slot and frees the waiting
     /// place. RESOURCE_EXHAUSTED when every slot is taken.
     pub fn admit(&self) -> Result<(), Status> {
@@ -158,20 +158,20 @@ where
             ));
             return Box::pin(std::future::ready(Ok(status.into_http())));
         };
-        let admission = Admission {
+        let place = StreamPlace {
             state: Arc::new(Mutex::new(Place::Waiting { _permit: waiting })),
             slots: Arc::clone(&self.limits.slots),
             max_streams: self.limits.max_streams,
         };
         let (max, idle) = (self.limits.max_message, self.limits.idle);
         let mut request = request.map(|body| Body::new(Guarded::new(body, max, idle)));
-        request.extensions_mut().insert(admission.clone());
+        request.extensions_mut().insert(place.clone());
         Box::pin(async move {
             let response = inner.call(request).await?;
             Ok(response.map(|body| {
                 Body::new(Slotted {
                     body,
-                    _admission: admission,
+                    _place: place,
                 })
             }))
         })
@@ -181,7 +181,7 @@ where
 /// A response body holding the stream's place until it is dropped.
 struct Slotted {
     body: Body,
-    _admission: Admission,
+    _place: StreamPlace,
 }
 
 impl HttpBody for Slotted {
@@ -325,7 +325,7 @@ mod tests {
         let layer = IngestLimitsLayer::new(1, 2, 100, Duration::from_secs(1));
         let place = |layer: &IngestLimitsLayer| {
             let waiting = Arc::clone(&layer.waiting).try_acquire_owned().ok()?;
-            Some(Admission {
+            Some(StreamPlace {
                 state: Arc::new(Mutex::new(Place::Waiting { _permit: waiting })),
                 slots: Arc::clone(&layer.slots),
                 max_streams: layer.max_streams,
