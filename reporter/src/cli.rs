@@ -84,6 +84,23 @@ pub struct Args {
     )]
     pub max_series_per_stream: usize,
 
+    /// Samples older than this (by the reporter's clock) are dropped at
+    /// ingest, counted and reported in the Ack; the rest of the batch is kept.
+    /// Cover the longest outage a gatherer's buffer rides out.
+    #[arg(long, env = "HOSTPULSE_MAX_SAMPLE_AGE", default_value = "30d", value_parser = parse_duration)]
+    pub max_sample_age: Duration,
+
+    /// Samples further ahead of the reporter's clock than this are dropped
+    /// at ingest, counted and reported in the Ack.
+    #[arg(long, env = "HOSTPULSE_MAX_CLOCK_SKEW", default_value = "10m", value_parser = parse_duration)]
+    pub max_clock_skew: Duration,
+
+    /// Tables gatherers may write besides the hostpulse families and
+    /// hostpulse_self, comma-separated ([a-z0-9_]{1,64} each); a row of any
+    /// other table is refused with INVALID_ARGUMENT [default: none].
+    #[arg(long, env = "HOSTPULSE_CUSTOM_TABLES", default_value = "", value_parser = crate::admission::parse_custom_tables)]
+    pub custom_tables: crate::admission::CustomTables,
+
     /// A stream silent this long is ended (must exceed the gatherers' interval).
     #[arg(long, env = "HOSTPULSE_IDLE_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
     pub idle_timeout: Duration,

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! Hello ──► checks (version, node id) ──► register ──► Welcome(config)
-//!   loop: Batch ──► sequence check ──► decode ──► sink.write ──► Ack ──► Tail
+//!   loop: Batch ──► sequence check ──► admission (normalise, decode, rules,
+//!         time window: crate::admission) ──► sink.write ──► Ack ──► Tail
 //!         config reloaded          ──► GathererConfig (when this node's changed)
 //!         newer stream, same node  ──► ABORTED
 //!         stream age reached       ──► UNAVAILABLE (reconnect: rebalances replicas)
@@ -70,6 +71,8 @@ pub struct Shared {
     pub metrics: crate::metrics::Metrics,
     /// Authentication refusals (counted by the auth layer and the acceptor).
     pub auth: Arc<crate::auth::AuthStats>,
+    /// What a batch may contain (checked before the acknowledgement).
+    pub admission: crate::admission::Admission,
 }
 
 /// The `Ingest` service.
@@ -243,6 +246,7 @@ impl Session {
                         }
                         Some(gatherer_message::Message::Batch(b)) => b,
                     };
+                    let mut batch = batch;
                     let arrived = std::time::Instant::now();
                     let span = tracing::debug_span!("batch", sequence = batch.sequence, samples = tracing::field::Empty);
                     if batch.sequence == 0 {
@@ -254,7 +258,11 @@ impl Session {
                             batch.sequence
                         )));
                     }
-                    let decoded = span.in_scope(|| defs.decode(&batch)).map_err(|e| codec_status(&e, batch.sequence))?;
+                    let admission = &self.shared.admission;
+                    admission.normalise(&mut batch);
+                    let mut decoded = span.in_scope(|| defs.decode(&batch)).map_err(|e| codec_status(&e, batch.sequence))?;
+                    admission.check(&decoded)?;
+                    let dropped = admission.window(&mut batch, &mut decoded, std::time::SystemTime::now());
                     let samples = decoded.samples as u64;
                     span.record("samples", samples);
                     let accepted = Arc::new(AcceptedBatch {
@@ -268,7 +276,11 @@ impl Session {
                     }
                     last = Some(batch.sequence);
                     self.shared.registry.acked(id, batch.sequence, samples);
-                    let ack = pb::Ack { sequence: batch.sequence };
+                    let ack = pb::Ack {
+                        sequence: batch.sequence,
+                        dropped_samples: dropped.samples,
+                        dropped_reason: dropped.reason,
+                    };
                     if self.send(reporter_message::Message::Ack(ack)).await.is_err() {
                         return Ok(End::Closed);
                     }
@@ -321,12 +333,8 @@ fn check_hello(hello: &pb::Hello) -> Result<(), Status> {
             hello.protocol_version
         )));
     }
-    if hello.node_id.is_empty() || hello.node_id.len() > 253 {
-        return Err(Status::invalid_argument("node_id must hold 1 to 253 bytes"));
-    }
-    if hello.node_id.chars().any(char::is_control) {
-        return Err(Status::invalid_argument("node_id holds control characters"));
-    }
+    hostpulse_proto::rules::check_node_id(&hello.node_id)
+        .map_err(|e| Status::invalid_argument(format!("Hello refused: {e}")))?;
     Ok(())
 }
 

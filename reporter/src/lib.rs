@@ -6,7 +6,9 @@
 //!   keepalive, connection age, [`limits`]).
 //! - [`ingest`]: one gatherer's stream from Hello to its end: sequence checks,
 //!   decoding ([`hostpulse_proto::codec`]), the sink, acknowledgements,
-//!   configuration pushes.
+//!   configuration pushes; [`admission`] decides what a batch may contain
+//!   (the rules of [`hostpulse_proto::rules`], the table namespace, the time
+//!   window) before it is acknowledged.
 //! - [`sink`]: where accepted batches go; an acknowledgement is sent only once
 //!   the sink has made the batch durable: the [`spool`], whose drainers feed
 //!   every [`store`] from its own cursor.
@@ -26,6 +28,7 @@
 
 pub mod acceptor;
 pub mod admin;
+pub mod admission;
 pub mod auth;
 pub mod cli;
 pub mod config;

@@ -192,6 +192,7 @@ impl Report for ReporterReport {
             "Generation of the gatherers' configuration in force.",
             self.shared.config.borrow().generation as f64,
         );
+        self.shared.admission.write_metrics(page);
         if let Some(spool) = &self.shared.spool {
             spool.write_metrics(page);
         }

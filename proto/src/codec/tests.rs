@@ -197,6 +197,14 @@ fn hostile_batches_are_rejected_precisely() {
         &|b| b.groups[0].series_delta[0] = -1,
         CodecError::IdOutOfRange(0),
     );
+    check(
+        &|b| {
+            let mut far = b.series[0].clone();
+            far.id = 1 << 31;
+            b.series.push(far);
+        },
+        CodecError::SeriesIdTooLarge(1 << 31),
+    );
     check(&|b| b.series[0].kind = 0, CodecError::BadKind(0));
     check(&|b| b.series[0].kind = 99, CodecError::BadKind(0));
     check(
