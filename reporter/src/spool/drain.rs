@@ -7,8 +7,19 @@
 //!   store.write(all of them)
 //!     Ok                -> cursor := after the last one; persist it; trim the spool
 //!     Unavailable       -> wait (exponential backoff with jitter, 100 ms to 5 s), retry the same
-//!     Rejected          -> append the rows to <spool-dir>/rejected-<store>.jsonl, count, move on
+//!     Rejected          -> split the group in halves, then a lone batch's rows in halves,
+//!                          until the refused rows are alone: append those to
+//!                          <spool-dir>/rejected-<store>.jsonl, count, move on
 //! ```
+//!
+//! A store refuses rows, not batches: one bad row never costs its neighbours.
+//! The pieces of a split batch carry its node and sequence and no stored form
+//! (stores read only the decoded rows). Each refused piece counts once in
+//! `rejected_batches`; a batch with a refused row does not count in
+//! `delivered_batches`. Ingest refuses what breaks the rules of
+//! [`hostpulse_proto::rules`] before acknowledging, so what is refused here
+//! is what only the database knows (a column's type, its column limit) or a
+//! spool written by an older reporter.
 //!
 //! A record found damaged while reading (its segment changed on disk after
 //! the spool opened) ends that segment for this store: the rest of it is
@@ -138,6 +149,17 @@ impl Drainer {
     /// bad batch sends only itself to the rejected file. False if the
     /// shutdown deadline passed first.
     fn deliver(&mut self, batches: &[Arc<AcceptedBatch>], backoff: &mut Backoff) -> bool {
+        self.deliver_counted(batches, backoff, true)
+    }
+
+    /// [`Drainer::deliver`]; `whole` is false for the pieces of a split
+    /// batch, which do not count as delivered batches.
+    fn deliver_counted(
+        &mut self,
+        batches: &[Arc<AcceptedBatch>],
+        backoff: &mut Backoff,
+        whole: bool,
+    ) -> bool {
         loop {
             if self
                 .shared
@@ -166,7 +188,9 @@ impl Drainer {
                 Ok(()) => {
                     backoff.reset();
                     let mut s = self.status();
-                    s.delivered += batches.len() as u64;
+                    if whole {
+                        s.delivered += batches.len() as u64;
+                    }
                     if s.failing > 0 {
                         tracing::info!(
                             store = s.name,
@@ -194,7 +218,16 @@ impl Drainer {
                 Err(StoreError::Rejected(e)) if batches.len() > 1 => {
                     tracing::debug!(store = self.name(), error = %e, batches = batches.len(), "rejected: splitting to find the refused batches");
                     let (a, b) = batches.split_at(batches.len() / 2);
-                    return self.deliver(a, backoff) && self.deliver(b, backoff);
+                    return self.deliver_counted(a, backoff, whole)
+                        && self.deliver_counted(b, backoff, whole);
+                }
+                Err(StoreError::Rejected(e))
+                    if batches.first().is_some_and(|b| b.decoded.rows.len() > 1) =>
+                {
+                    tracing::debug!(store = self.name(), error = %e, rows = batches[0].decoded.rows.len(), "rejected: splitting the batch's rows to find the refused ones");
+                    let (a, b) = split_rows(&batches[0]);
+                    return self.deliver_counted(&[a], backoff, false)
+                        && self.deliver_counted(&[b], backoff, false);
                 }
                 Err(StoreError::Rejected(e)) => {
                     self.reject(batches, &e);
@@ -298,6 +331,24 @@ impl Drainer {
             }
         }
     }
+}
+
+/// The two halves of a batch's rows, as batches of the same node and
+/// sequence without a stored form.
+fn split_rows(batch: &AcceptedBatch) -> (Arc<AcceptedBatch>, Arc<AcceptedBatch>) {
+    let (a, b) = batch.decoded.rows.split_at(batch.decoded.rows.len() / 2);
+    let piece = |rows: &[hostpulse_proto::codec::DecodedRow]| {
+        Arc::new(AcceptedBatch {
+            node: Arc::clone(&batch.node),
+            decoded: hostpulse_proto::codec::DecodedBatch {
+                sequence: batch.decoded.sequence,
+                rows: rows.to_vec(),
+                samples: rows.iter().map(|r| r.fields.len()).sum(),
+            },
+            stored: pb::Batch::default(),
+        })
+    };
+    (piece(a), piece(b))
 }
 
 /// A spool record back into an accepted batch (`None` if it does not decode).

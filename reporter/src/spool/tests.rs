@@ -214,3 +214,60 @@ async fn a_refused_batch_in_a_group_is_isolated_and_the_rest_stored() {
     assert_eq!(spool.status().sinks[0].rejected_batches, 1);
     spool.shutdown(Duration::from_secs(1));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_bad_row_costs_only_itself_in_a_real_store() {
+    use crate::store::sqlite::SqliteStore;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("hostpulse.db");
+    let store = SqliteStore::open(&db, Duration::ZERO).unwrap();
+    let spool = Spool::open(
+        SpoolOptions {
+            dir: dir.path().join("spool"),
+            max_bytes: 1 << 20,
+        },
+        vec![Box::new(store)],
+    )
+    .unwrap();
+    // Written straight to the spool, as an older reporter could have
+    // acknowledged it (ingest now refuses it before the acknowledgement).
+    let rows: Vec<Row> = ["good1", "good2", "good3", "Bad Table", "good4"]
+        .iter()
+        .map(|table| {
+            let mut row = Row::new(table, 1_000);
+            row.int("value", 1);
+            row
+        })
+        .collect();
+    let mut dict = Dictionary::new();
+    let compact = dict.encode(1, &rows, &[]);
+    let stored = dict.complete(&compact);
+    let decoded = StreamDefs::new(100).decode(&stored).unwrap();
+    spool
+        .write(Arc::new(AcceptedBatch {
+            node: "n1".into(),
+            decoded,
+            stored,
+        }))
+        .await
+        .unwrap();
+    wait("the batch handled", || {
+        spool.status().sinks[0].rejected_batches == 1
+    });
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    for table in ["good1", "good2", "good3", "good4"] {
+        let n: i64 = conn
+            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 1, "{table} is stored");
+    }
+    let rejected = std::fs::read_to_string(dir.path().join("spool/rejected-sqlite.jsonl")).unwrap();
+    assert_eq!(rejected.lines().count(), 1, "{rejected}");
+    assert!(rejected.contains("\"table\":\"Bad Table\""), "{rejected}");
+    assert_eq!(
+        spool.status().sinks[0].delivered_batches,
+        0,
+        "not wholly delivered"
+    );
+    spool.shutdown(Duration::from_secs(1));
+}

@@ -73,13 +73,14 @@
 //!   server.
 //!
 //! Rows that cannot be written as they are make the whole write
-//! [`StoreError::Rejected`], before anything is sent: a table or column name
-//! QuestDB does not allow (empty, longer than `max_name_len`, or holding a
-//! character such as `/`, `?`, `,`, `:`; a `.` in a column name), a tag or
-//! field named `node` or `ts`, the same name twice in a row, a negative
-//! timestamp, an empty node. A hostpulse gatherer never produces these (its
-//! label names are checked), so they come from a defect or a hostile peer;
-//! the drainer keeps them in its rejected-rows file. So is a single row
+//! [`StoreError::Rejected`], before anything is sent: a row breaking
+//! [`hostpulse_proto::rules`] (which the reporter enforces before
+//! acknowledging, so only an older spool holds such rows), a name QuestDB
+//! does not allow or longer than `max_name_len`, a negative timestamp, an
+//! empty node. The drainer then splits the write until the refused row is
+//! alone and keeps only it in its rejected-rows file. The same field twice
+//! in a row (same spelling) is sent once, with its last value, as SQLite
+//! stores it. So is a single row
 //! larger than `max_buf_size` (the rows before it in the write may already be
 //! stored; writing them again is harmless).
 //!
@@ -1113,7 +1114,11 @@ fn push_row(buf: &mut Buffer, (node, row): RowRef<'_>) -> Result<(), StoreError>
                 buf.symbol(name.as_str(), value)?;
             }
         }
-        for (name, value) in &row.fields {
+        for (i, (name, value)) in row.fields.iter().enumerate() {
+            // The same field again later in the row: the last value wins.
+            if row.fields[i + 1..].iter().any(|(later, _)| later == name) {
+                continue;
+            }
             match *value {
                 Value::Int(v) => {
                     buf.column_i64(&**name, i64::try_from(v).unwrap_or(i64::MAX))?;
@@ -1147,6 +1152,12 @@ fn check_row(node: &str, row: &DecodedRow, max_name_len: usize) -> Result<(), St
         return Err("the node id is empty".to_string());
     }
     let table = row.key.table.as_str();
+    hostpulse_proto::rules::check_row(
+        table,
+        row.key.tags.iter().map(|(k, _)| k.as_str()),
+        row.fields.iter().map(|(f, _)| &**f),
+    )
+    .map_err(|e| format!("{table:?}: {e}"))?;
     TableName::new(table).map_err(|e| e.msg().to_string())?;
     if table.len() > max_name_len {
         return Err(format!(
@@ -1156,7 +1167,6 @@ fn check_row(node: &str, row: &DecodedRow, max_name_len: usize) -> Result<(), St
     if row.ts < 0 {
         return Err(format!("{table} row has a negative timestamp ({})", row.ts));
     }
-    let mut names: Vec<&str> = Vec::with_capacity(row.key.tags.len() + row.fields.len());
     let tags = row.key.tags.iter().map(|(k, _)| k.as_str());
     for name in tags.chain(row.fields.iter().map(|(k, _)| &**k)) {
         ColumnName::new(name).map_err(|e| format!("{table}: {}", e.msg()))?;
@@ -1170,12 +1180,9 @@ fn check_row(node: &str, row: &DecodedRow, max_name_len: usize) -> Result<(), St
                 "{table}: a tag or field is named {name:?}, a column the store sets itself"
             ));
         }
-        names.push(name);
     }
-    names.sort_unstable();
-    if let Some(pair) = names.windows(2).find(|w| w[0] == w[1]) {
-        return Err(format!("{table}: {:?} appears twice in one row", pair[0]));
-    }
+    // Two names of one column were refused by the rules above; the same
+    // field twice is sent once, by push_row.
     Ok(())
 }
 
