@@ -220,7 +220,16 @@ async fn attempt(
             () = pushed => {}
             msg = inbound.message() => match msg {
                 Ok(Some(pb::ReporterMessage { message: Some(m) })) => match m {
-                    reporter_message::Message::Ack(ack) => acknowledged(buffer, &mut in_flight, ack.sequence),
+                    reporter_message::Message::Ack(ack) => {
+                        if ack.dropped_samples > 0 {
+                            tracing::warn!(
+                                batch = ack.sequence, dropped_samples = ack.dropped_samples,
+                                reason = %ack.dropped_reason,
+                                "the reporter stored this batch without some samples: their timestamps are outside its window; check this host's clock"
+                            );
+                        }
+                        acknowledged(buffer, &mut in_flight, ack.sequence)
+                    }
                     reporter_message::Message::Config(c) => apply(config, c),
                     reporter_message::Message::Welcome(_) => {
                         return established("the reporter sent a second Welcome".into());
@@ -298,7 +307,12 @@ fn status_outcome(status: &tonic::Status, established: bool) -> Outcome {
         tonic::Code::Unavailable | tonic::Code::Aborted if established => Outcome::Recycled(reason),
         tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => Outcome::Refused(reason),
         tonic::Code::FailedPrecondition | tonic::Code::InvalidArgument => {
-            tracing::error!(%reason, "the reporter rejected this gatherer's stream (version mismatch or a bug)");
+            tracing::error!(
+                %reason,
+                "the reporter refused this gatherer's stream or batch (a version mismatch, or a row \
+                 breaking its rules: see README \"What a batch may contain\"); the batch stays \
+                 buffered and is sent again after reconnecting"
+            );
             Outcome::Failed {
                 established,
                 reason,
