@@ -768,3 +768,79 @@ impl Pki {
         );
     }
 }
+
+/// What the reporter answered on one Ingest stream: its messages (Welcome,
+/// Acks...) and the status that ended it ("Ok" for a clean end).
+#[derive(Debug)]
+pub struct StreamReply {
+    /// The reporter's messages, in order.
+    pub replies: Vec<hostpulse_proto::pb::ReporterMessage>,
+    /// "Code: message", or "Ok".
+    pub status: String,
+}
+
+impl StreamReply {
+    /// The acknowledgements received.
+    pub fn acks(&self) -> Vec<hostpulse_proto::pb::Ack> {
+        use hostpulse_proto::pb::reporter_message::Message;
+        self.replies
+            .iter()
+            .filter_map(|m| match &m.message {
+                Some(Message::Ack(a)) => Some(a.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// Sends `messages` on one Ingest stream (a client written from the .proto
+/// alone), closes its side, and collects everything the reporter answers
+/// until it ends the stream.
+pub fn stream_messages(
+    port: u16,
+    messages: Vec<hostpulse_proto::pb::GathererMessage>,
+) -> StreamReply {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("connect");
+        let mut client = hostpulse_proto::pb::ingest_client::IngestClient::new(channel)
+            .max_decoding_message_size(64 << 20)
+            .max_encoding_message_size(64 << 20);
+        let describe = |s: tonic::Status| format!("{:?}: {}", s.code(), s.message());
+        let mut replies = Vec::new();
+        let status = match client.stream(tokio_stream::iter(messages)).await {
+            Err(status) => describe(status),
+            Ok(response) => {
+                let mut stream = response.into_inner();
+                loop {
+                    match stream.message().await {
+                        Ok(Some(m)) => replies.push(m),
+                        Ok(None) => break "Ok".to_string(),
+                        Err(status) => break describe(status),
+                    }
+                }
+            }
+        };
+        StreamReply { replies, status }
+    })
+}
+
+/// Runs a query with the `sqlite3` command, as an operator would; `None` if
+/// it fails (no such table yet, a locked file).
+pub fn try_sqlite(db: &Path, sql: &str) -> Option<String> {
+    let out = std::process::Command::new("sqlite3")
+        .arg(db)
+        .arg(sql)
+        .output()
+        .expect("sqlite3 is installed (tests/run.sh installs it)");
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}

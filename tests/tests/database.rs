@@ -202,20 +202,8 @@ fn a_full_spool_stops_acknowledging_and_recovers_when_the_database_returns() {
     assert_contiguous(&db_cycles(&tsdb, "a"), "after the spool was full");
 }
 
-/// Runs a query with the `sqlite3` command, as an operator would; `None` if it fails.
-fn try_sqlite(db: &Path, sql: &str) -> Option<String> {
-    let out = std::process::Command::new("sqlite3")
-        .arg(db)
-        .arg(sql)
-        .output()
-        .expect("sqlite3 is installed (tests/run.sh installs it)");
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
 fn sqlite(db: &Path, sql: &str) -> String {
-    try_sqlite(db, sql).unwrap_or_else(|| panic!("query failed: {sql}"))
+    e2e::try_sqlite(db, sql).unwrap_or_else(|| panic!("query failed: {sql}"))
 }
 
 #[test]
@@ -230,7 +218,7 @@ fn the_embedded_store_is_queryable_and_prunes_old_rows() {
     );
     let g = gatherer(port, "a", dir.path(), "100ms");
     wait_for(Duration::from_secs(30), "rows in SQLite", || {
-        try_sqlite(&db, "select count(*) from hostpulse_self")
+        e2e::try_sqlite(&db, "select count(*) from hostpulse_self")
             .and_then(|n| n.parse::<u64>().ok())
             .unwrap_or(0)
             >= 5
