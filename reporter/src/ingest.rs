@@ -334,7 +334,7 @@ fn check_hello(hello: &pb::Hello) -> Result<(), Status> {
         )));
     }
     hostpulse_proto::rules::check_node_id(&hello.node_id)
-        .map_err(|e| Status::invalid_argument(format!("Hello refused: {e}")))?;
+        .map_err(|e| Status::invalid_argument(format!("Hello.node_id refused: {e}")))?;
     Ok(())
 }
 

@@ -841,3 +841,133 @@ fn hostile_batches_are_refused_before_the_acknowledgement_and_nothing_of_them_is
     assert_contiguous(&cycles(&sink_rows(&sink), "a"), "the healthy gatherer");
     assert!(g.stop().success());
 }
+
+#[test]
+fn timestamps_big_integers_odd_tag_values_gaps_and_replays_behave_as_documented() {
+    use hostpulse_proto::row::Value;
+    let dir = tempfile::tempdir().unwrap();
+    let sink = dir.path().join("rows.jsonl");
+    let port = free_port();
+    let _r = reporter(
+        port,
+        &sink,
+        dir.path(),
+        &["--max-sample-age", "30d", "--max-clock-skew", "10m"],
+    );
+    let db = dir.path().join("hostpulse.db");
+    let sql = |q: &str| e2e::try_sqlite(&db, q).unwrap_or_default();
+    let now = client::now_ns();
+    let day = 86_400_000_000_000i64;
+    let load =
+        |ts: i64, v: u64| client::row("load", ts, &[("run", "t")], &[("tasks", Value::Int(v))]);
+
+    // Timestamps: 0, negative, i64::MAX and 11 minutes ahead are dropped; a
+    // 5-day-old sample (a gatherer replaying its buffer) and now are kept.
+    let rows = [
+        load(0, 1),
+        load(now - 5 * day, 2),
+        load(i64::MAX, 4),
+        load(-1, 3),
+        load(now + 11 * 60 * 1_000_000_000, 5),
+        load(now, 6),
+    ];
+    let reply = e2e::stream_messages(
+        port,
+        vec![
+            client::hello("clock"),
+            client::message(client::batch(1, &rows)),
+        ],
+    );
+    let acks = reply.acks();
+    assert_eq!(acks.len(), 1, "{reply:?}");
+    assert_eq!(acks[0].dropped_samples, 4);
+    assert!(
+        acks[0].dropped_reason.starts_with(
+            "timestamp 0 (1970-01-01T00:00:00Z) is older than --max-sample-age (30days)"
+        ),
+        "{}",
+        acks[0].dropped_reason
+    );
+    wait_for(Duration::from_secs(10), "the kept samples stored", || {
+        sql(
+            "SELECT group_concat(tasks) FROM (SELECT tasks FROM load WHERE node = 'clock' ORDER BY ts)",
+        ) == "2,6"
+    });
+
+    // Normalised: a tag value with a newline is escaped; an integer above
+    // i64::MAX is stored as i64::MAX.
+    let odd = client::row(
+        "filesystem",
+        now,
+        &[("mountpoint", "/mnt/a\nb")],
+        &[("size_bytes", Value::Int(u64::MAX))],
+    );
+    let reply = e2e::stream_messages(
+        port,
+        vec![
+            client::hello("odd"),
+            client::message(client::batch(1, &[odd])),
+        ],
+    );
+    assert_eq!(reply.acks().len(), 1, "{reply:?}");
+    wait_for(Duration::from_secs(10), "the odd row stored", || {
+        sql("SELECT mountpoint, typeof(size_bytes), size_bytes FROM filesystem WHERE node = 'odd'")
+            == format!("/mnt/a\\012b|integer|{}", i64::MAX)
+    });
+
+    // A sequence gap (a gatherer's buffer dropped batches) is acknowledged.
+    let reply = e2e::stream_messages(
+        port,
+        vec![
+            client::hello("gaps"),
+            client::message(client::batch(1, &[load(now, 1)])),
+            client::message(client::batch(5, &[load(now + 1, 5)])),
+        ],
+    );
+    let acked: Vec<u64> = reply.acks().iter().map(|a| a.sequence).collect();
+    assert_eq!(acked, vec![1, 5], "{reply:?}");
+
+    // A replay: the same sequence after a reconnect, with another value. It
+    // is acknowledged and stored again: the last write of a (table, ts,
+    // node, tags) wins, as in QuestDB's DEDUP UPSERT (README: replays).
+    for value in [10, 20] {
+        let reply = e2e::stream_messages(
+            port,
+            vec![
+                client::hello("replay"),
+                client::message(client::batch(1, &[load(now, value)])),
+            ],
+        );
+        assert_eq!(reply.acks().len(), 1, "{reply:?}");
+        wait_for(Duration::from_secs(10), "the replay stored", || {
+            sql("SELECT count(*), max(tasks) FROM load WHERE node = 'replay'")
+                == format!("1|{value}")
+        });
+    }
+}
+
+#[test]
+fn a_gatherer_whose_samples_are_out_of_the_window_keeps_streaming_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = dir.path().join("rows.jsonl");
+    let port = free_port();
+    // Every sample is older than 1 ns when it arrives: all are dropped.
+    let _r = reporter(port, &sink, dir.path(), &["--max-sample-age", "1ns"]);
+    let g = gatherer(port, "late", "a", dir.path(), &[]);
+    wait_for(Duration::from_secs(20), "acknowledgements flowing", || {
+        list_nodes(port)["nodes"][0]["lastAckedSequence"]
+            .as_str()
+            .is_some_and(|s| s.parse::<u64>().unwrap_or(0) >= 3)
+    });
+    let log = g.log_text();
+    assert!(
+        log.contains("the reporter stored this batch without some samples")
+            && log.contains("older than --max-sample-age (1ns)"),
+        "{log}"
+    );
+    assert!(
+        sink_rows(&sink).0.iter().all(|r| r["node"] != "late"),
+        "nothing stored"
+    );
+    assert!(g.stop().success());
+}
