@@ -599,7 +599,7 @@ mod client {
     use hostpulse_proto::pb::{self, gatherer_message::Message};
     use hostpulse_proto::row::{Row, Value};
 
-    pub fn hello(node: &str) -> pb::GathererMessage {
+    pub(super) fn hello(node: &str) -> pb::GathererMessage {
         pb::GathererMessage {
             message: Some(Message::Hello(pb::Hello {
                 protocol_version: hostpulse_proto::PROTOCOL_VERSION,
@@ -610,19 +610,19 @@ mod client {
     }
 
     /// `rows` as one self-contained batch.
-    pub fn batch(sequence: u64, rows: &[Row]) -> pb::Batch {
+    pub(super) fn batch(sequence: u64, rows: &[Row]) -> pb::Batch {
         let mut dict = Dictionary::new();
         let compact = dict.encode(sequence, rows, &[]);
         dict.complete(&compact)
     }
 
-    pub fn message(batch: pb::Batch) -> pb::GathererMessage {
+    pub(super) fn message(batch: pb::Batch) -> pb::GathererMessage {
         pb::GathererMessage {
             message: Some(Message::Batch(batch)),
         }
     }
 
-    pub fn row(
+    pub(super) fn row(
         table: &'static str,
         ts: i64,
         tags: &[(&'static str, &str)],
@@ -636,7 +636,7 @@ mod client {
         }
     }
 
-    pub fn now_ns() -> i64 {
+    pub(super) fn now_ns() -> i64 {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
