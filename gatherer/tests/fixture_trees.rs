@@ -13,7 +13,12 @@ struct Outcome {
     tables: BTreeSet<&'static str>,
     disabled: BTreeSet<&'static str>,
     failed: usize,
+    /// The second cycle's rows (with rates).
     rows: Vec<Row>,
+    /// The first cycle's rows (with the facts), and the gatherer's own
+    /// `hostpulse_self` row after the second.
+    first: Vec<Row>,
+    agent: Row,
 }
 
 fn run(tree: &str) -> Outcome {
@@ -29,13 +34,22 @@ fn run(tree: &str) -> Outcome {
     let first = Cycle::now();
     let mut rows = Vec::new();
     let mut failed = collectors.collect(&first, &mut rows);
-    rows.clear();
+    let first_rows = std::mem::take(&mut rows);
     let second = Cycle {
         ts: first.ts + 2_000_000_000,
         at: first.at + Duration::from_secs(2),
     };
     failed += collectors.collect(&second, &mut rows);
+    let agent = gatherer::agent::row(
+        second.ts,
+        Duration::from_millis(1),
+        rows.len(),
+        0,
+        &collectors,
+    );
     Outcome {
+        first: first_rows,
+        agent,
         tables: rows.iter().map(|r| r.table).collect(),
         disabled: collectors
             .status()
@@ -165,28 +179,14 @@ fn every_row_a_gatherer_makes_is_one_the_reporter_accepts() {
             continue;
         }
         trees += 1;
-        let settings = Settings {
-            roots: Roots::under(&dir),
-            statfs_timeout: Duration::from_secs(2),
-            ..Settings::default()
-        };
-        let mut collectors = Collectors::new(&Family::ALL, &settings);
-        let first = Cycle::now();
-        let mut rows = Vec::new();
-        collectors.collect(&first, &mut rows);
-        let second = Cycle {
-            ts: first.ts + 2_000_000_000,
-            at: first.at + Duration::from_secs(2),
-        };
-        collectors.collect(&second, &mut rows);
-        rows.push(gatherer::agent::row(
-            second.ts,
-            Duration::from_millis(1),
-            rows.len(),
-            0,
-            &collectors,
-        ));
-        for row in &rows {
+        let o = run(dir.file_name().unwrap().to_str().unwrap());
+        let rows: Vec<&Row> = o
+            .first
+            .iter()
+            .chain(&o.rows)
+            .chain(std::iter::once(&o.agent))
+            .collect();
+        for row in rows {
             let accepted =
                 row.table == rules::SELF_TABLE || hostpulse_proto::FAMILIES.contains(&row.table);
             assert!(

@@ -392,7 +392,12 @@ pub fn silent_stream_status(port: u16, payload: &[u8]) -> String {
     raw_stream(port, payload, true)
 }
 
-fn raw_stream(port: u16, payload: &[u8], hold_open: bool) -> String {
+/// Runs `f` with a plaintext channel to the reporter on `port`, on a
+/// runtime of its own.
+fn with_channel<T, F: std::future::Future<Output = T>>(
+    port: u16,
+    f: impl FnOnce(tonic::transport::Channel) -> F,
+) -> T {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -403,6 +408,12 @@ fn raw_stream(port: u16, payload: &[u8], hold_open: bool) -> String {
             .connect()
             .await
             .expect("connect");
+        f(channel).await
+    })
+}
+
+fn raw_stream(port: u16, payload: &[u8], hold_open: bool) -> String {
+    with_channel(port, |channel| async move {
         let mut grpc = tonic::client::Grpc::new(channel);
         grpc.ready().await.expect("ready");
         let path = http::uri::PathAndQuery::from_static("/hostpulse.v1.Ingest/Stream");
@@ -800,16 +811,7 @@ pub fn stream_messages(
     port: u16,
     messages: Vec<hostpulse_proto::pb::GathererMessage>,
 ) -> StreamReply {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
-            .expect("endpoint")
-            .connect()
-            .await
-            .expect("connect");
+    with_channel(port, |channel| async move {
         let mut client = hostpulse_proto::pb::ingest_client::IngestClient::new(channel)
             .max_decoding_message_size(64 << 20)
             .max_encoding_message_size(64 << 20);

@@ -597,7 +597,7 @@ fn a_stream_defining_too_many_series_is_refused_with_resource_exhausted() {
 mod client {
     use hostpulse_proto::codec::Dictionary;
     use hostpulse_proto::pb::{self, gatherer_message::Message};
-    use hostpulse_proto::row::{Row, Value};
+    use hostpulse_proto::row::Row;
 
     pub(super) fn hello(node: &str) -> pb::GathererMessage {
         pb::GathererMessage {
@@ -622,20 +622,6 @@ mod client {
         }
     }
 
-    pub(super) fn row(
-        table: &'static str,
-        ts: i64,
-        tags: &[(&'static str, &str)],
-        fields: &[(&'static str, Value)],
-    ) -> Row {
-        Row {
-            table,
-            ts,
-            tags: tags.iter().map(|(k, v)| (*k, v.to_string())).collect(),
-            fields: fields.to_vec(),
-        }
-    }
-
     pub(super) fn now_ns() -> i64 {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -646,7 +632,7 @@ mod client {
 
 #[test]
 fn hostile_batches_are_refused_before_the_acknowledgement_and_nothing_of_them_is_stored() {
-    use hostpulse_proto::row::Value;
+    use hostpulse_proto::row::{Row, Value};
     let dir = tempfile::tempdir().unwrap();
     let sink = dir.path().join("rows.jsonl");
     let port = free_port();
@@ -677,8 +663,9 @@ fn hostile_batches_are_refused_before_the_acknowledgement_and_nothing_of_them_is
     );
 
     let now = client::now_ns();
-    let good =
-        |table: &'static str| client::row(table, now, &[("k", "v")], &[("value", Value::Int(1))]);
+    let good = |table: &'static str| {
+        Row::from_parts(table, now, &[("k", "v")], &[("value", Value::Int(1))])
+    };
     let many_tags: Vec<(&'static str, String)> = (0..2100)
         .map(|i| {
             (
@@ -690,7 +677,7 @@ fn hostile_batches_are_refused_before_the_acknowledgement_and_nothing_of_them_is
     let mut wide = good("cpu");
     wide.tags = many_tags;
     let float = |v: f64| {
-        client::row(
+        Row::from_parts(
             "load",
             now,
             &[],
@@ -739,7 +726,7 @@ fn hostile_batches_are_refused_before_the_acknowledgement_and_nothing_of_them_is
         (
             client::batch(
                 1,
-                &[client::row(
+                &[Row::from_parts(
                     "hostpulse_self",
                     now,
                     &[("component", "reporter")],
@@ -751,7 +738,7 @@ fn hostile_batches_are_refused_before_the_acknowledgement_and_nothing_of_them_is
         (
             client::batch(
                 1,
-                &[client::row(
+                &[Row::from_parts(
                     "cpu",
                     now,
                     &[("Node", "x")],
@@ -844,7 +831,7 @@ fn hostile_batches_are_refused_before_the_acknowledgement_and_nothing_of_them_is
 
 #[test]
 fn timestamps_big_integers_odd_tag_values_gaps_and_replays_behave_as_documented() {
-    use hostpulse_proto::row::Value;
+    use hostpulse_proto::row::{Row, Value};
     let dir = tempfile::tempdir().unwrap();
     let sink = dir.path().join("rows.jsonl");
     let port = free_port();
@@ -859,7 +846,7 @@ fn timestamps_big_integers_odd_tag_values_gaps_and_replays_behave_as_documented(
     let now = client::now_ns();
     let day = 86_400_000_000_000i64;
     let load =
-        |ts: i64, v: u64| client::row("load", ts, &[("run", "t")], &[("tasks", Value::Int(v))]);
+        |ts: i64, v: u64| Row::from_parts("load", ts, &[("run", "t")], &[("tasks", Value::Int(v))]);
 
     // Timestamps: 0, negative, i64::MAX and 11 minutes ahead are dropped; a
     // 5-day-old sample (a gatherer replaying its buffer) and now are kept.
@@ -896,7 +883,7 @@ fn timestamps_big_integers_odd_tag_values_gaps_and_replays_behave_as_documented(
 
     // Normalised: a tag value with a newline is escaped; an integer above
     // i64::MAX is stored as i64::MAX.
-    let odd = client::row(
+    let odd = Row::from_parts(
         "filesystem",
         now,
         &[("mountpoint", "/mnt/a\nb")],

@@ -13,20 +13,6 @@ fn now() -> SystemTime {
     UNIX_EPOCH + Duration::from_nanos(NOW_NS as u64)
 }
 
-fn row(
-    table: &'static str,
-    ts: i64,
-    tags: &[(&'static str, &str)],
-    fields: &[(&'static str, Value)],
-) -> Row {
-    Row {
-        table,
-        ts,
-        tags: tags.iter().map(|(k, v)| (*k, v.to_string())).collect(),
-        fields: fields.to_vec(),
-    }
-}
-
 fn batch(rows: &[Row]) -> pb::Batch {
     let mut dict = Dictionary::new();
     let compact = dict.encode(7, rows, &[("region".into(), "eu".into())]);
@@ -55,7 +41,7 @@ fn default() -> Admission {
 }
 
 fn cpu(ts: i64) -> Row {
-    row(
+    Row::from_parts(
         "cpu",
         ts,
         &[("cpu", "0")],
@@ -67,7 +53,7 @@ fn cpu(ts: i64) -> Row {
 fn a_gatherers_batch_passes_untouched() {
     let b = batch(&[
         cpu(NOW_NS),
-        row(
+        Row::from_parts(
             "hostpulse_self",
             NOW_NS,
             &[("component", "gatherer")],
@@ -84,7 +70,7 @@ fn a_gatherers_batch_passes_untouched() {
 fn broken_names_are_refused_naming_the_row_and_the_rule() {
     let b = batch(&[
         cpu(NOW_NS),
-        row("my table", NOW_NS, &[("k", "v")], &[("f", Value::Int(1))]),
+        Row::from_parts("my table", NOW_NS, &[("k", "v")], &[("f", Value::Int(1))]),
     ]);
     let err = admit(&default(), b).unwrap_err();
     assert!(err.contains("batch 7 refused: row 1"), "{err}");
@@ -112,7 +98,7 @@ fn broken_names_are_refused_naming_the_row_and_the_rule() {
 
     let err = admit(
         &default(),
-        batch(&[row(
+        batch(&[Row::from_parts(
             "cpu",
             NOW_NS,
             &[("Region", "x")],
@@ -125,7 +111,7 @@ fn broken_names_are_refused_naming_the_row_and_the_rule() {
 
 #[test]
 fn only_known_and_configured_tables_are_accepted() {
-    let custom = row("app_queue", NOW_NS, &[], &[("depth", Value::Int(4))]);
+    let custom = Row::from_parts("app_queue", NOW_NS, &[], &[("depth", Value::Int(4))]);
     let err = admit(&default(), batch(std::slice::from_ref(&custom))).unwrap_err();
     assert!(
         err.contains(r#"table "app_queue" is not accepted here"#)
@@ -154,7 +140,7 @@ fn hostpulse_self_is_the_gatherers_only_as_component_gatherer() {
     for component in [Some("reporter"), Some("Gatherer"), None] {
         let tags: Vec<(&'static str, &str)> =
             component.map(|c| ("component", c)).into_iter().collect();
-        let r = row(
+        let r = Row::from_parts(
             "hostpulse_self",
             NOW_NS,
             &tags,
@@ -171,7 +157,7 @@ fn hostpulse_self_is_the_gatherers_only_as_component_gatherer() {
 #[test]
 fn nan_and_infinities_are_refused() {
     for v in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
-        let r = row(
+        let r = Row::from_parts(
             "load",
             NOW_NS,
             &[],
@@ -188,7 +174,7 @@ fn nan_and_infinities_are_refused() {
 #[test]
 fn tag_values_and_huge_integers_are_normalised_in_the_stored_batch() {
     let admission = default();
-    let r = row(
+    let r = Row::from_parts(
         "filesystem",
         NOW_NS,
         &[("mountpoint", "/mnt/a\nb")],
