@@ -711,15 +711,39 @@ impl Pki {
     /// A certificate `NAME` issued by CA `ca` for `usage` (serverAuth or
     /// clientAuth), with subject alternative names `san`.
     pub fn leaf(&self, name: &str, ca: &str, usage: &str, san: Option<&str>) {
-        let csr = self.dir.join(format!("{name}.csr")).display().to_string();
-        let ext = self.dir.join(format!("{name}.ext"));
         let mut extensions = format!(
             "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage={usage}\n"
         );
         if let Some(san) = san {
             extensions.push_str(&format!("subjectAltName={san}\n"));
         }
-        std::fs::write(&ext, extensions).expect("write the extensions file");
+        self.issue(name, ca, Some(&extensions), "2");
+    }
+
+    /// An X.509 **v1** certificate `NAME` issued by `ca`: what `openssl x509
+    /// -req` makes on OpenSSL 3.0 when given no `-extfile`.
+    pub fn leaf_v1(&self, name: &str, ca: &str) {
+        self.issue(name, ca, None, "2");
+    }
+
+    /// A certificate like [`Pki::leaf`] that expired a day ago.
+    pub fn leaf_expired(&self, name: &str, ca: &str, usage: &str, san: Option<&str>) {
+        let mut extensions = format!("extendedKeyUsage={usage}\n");
+        if let Some(san) = san {
+            extensions.push_str(&format!("subjectAltName={san}\n"));
+        }
+        self.issue(name, ca, Some(&extensions), "-1");
+    }
+
+    /// Key, request and certificate `NAME` (subject `CN=NAME`) signed by
+    /// `ca`, valid for `days` from now (negative: already expired), v3 with
+    /// `extensions` or v1 without.
+    fn issue(&self, name: &str, ca: &str, extensions: Option<&str>, days: &str) {
+        let csr = self.dir.join(format!("{name}.csr")).display().to_string();
+        let ext = self.dir.join(format!("{name}.ext"));
+        if let Some(extensions) = extensions {
+            std::fs::write(&ext, extensions).expect("write the extensions file");
+        }
         self.openssl(&[
             "req",
             "-new",
@@ -735,23 +759,27 @@ impl Pki {
             "-subj",
             &format!("/CN={name}"),
         ]);
-        self.openssl(&[
+        let (cert, ca_cert, ca_key) = (self.pem(name), self.pem(ca), self.key(ca));
+        let ext = ext.display().to_string();
+        let mut args = vec![
             "x509",
             "-req",
             "-in",
             &csr,
             "-CA",
-            &self.pem(ca),
+            &ca_cert,
             "-CAkey",
-            &self.key(ca),
+            &ca_key,
             "-CAcreateserial",
             "-out",
-            &self.pem(name),
+            &cert,
             "-days",
-            "2",
-            "-extfile",
-            &ext.display().to_string(),
-        ]);
+            days,
+        ];
+        if extensions.is_some() {
+            args.extend(["-extfile", &ext]);
+        }
+        self.openssl(&args);
     }
 
     fn openssl(&self, args: &[&str]) {
