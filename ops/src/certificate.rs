@@ -494,6 +494,41 @@ pub fn check_ca(
     Ok(certs)
 }
 
+/// What rustls' verdict on a peer's certificate means, as the end of a
+/// sentence whose subject is the certificate ("the reporter's certificate
+/// expired on ..."). `trust` names the CA file it was checked against.
+pub fn verdict(e: &rustls::CertificateError, trust: &str) -> String {
+    use rustls::CertificateError as E;
+    let at = |t: &rustls::pki_types::UnixTime| {
+        format_time(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(t.as_secs()))
+    };
+    match e {
+        E::UnknownIssuer => format!("is not issued by a CA in {trust} (UnknownIssuer)"),
+        E::ExpiredContext { time, not_after } => {
+            format!("expired on {} (now {}): renew it", at(not_after), at(time))
+        }
+        E::Expired => "expired: renew it".to_string(),
+        E::NotValidYetContext { time, not_before } => format!(
+            "is not valid before {} (now {}): check the clocks",
+            at(not_before),
+            at(time)
+        ),
+        E::NotValidYet => "is not valid yet: check the clocks".to_string(),
+        E::InvalidPurpose | E::InvalidPurposeContext { .. } => {
+            format!("is not meant for this use (extended key usage): {e}")
+        }
+        E::NotValidForNameContext {
+            expected,
+            presented,
+        } => format!(
+            "does not name {expected:?} (it names {}): dial one of those names or add {expected:?} to its subjectAltName",
+            presented.join(", ")
+        ),
+        E::BadSignature => "has a bad signature (damaged, or not signed by its issuer)".to_string(),
+        other => format!("is refused: {other}"),
+    }
+}
+
 fn eku_names(eku: &[ObjectIdentifier]) -> String {
     let names: Vec<String> = eku
         .iter()
@@ -556,10 +591,7 @@ mod tests {
         let ca = pki.pem("ca1");
         let ca = Path::new(&ca);
         let f = file("--tls-ca", ca);
-        assert_eq!(
-            check_ca(&f, &read(&f).unwrap(), "x", now).unwrap().len(),
-            1
-        );
+        assert_eq!(check_ca(&f, &read(&f).unwrap(), "x", now).unwrap().len(), 1);
     }
 
     #[test]
@@ -611,10 +643,7 @@ mod tests {
         );
         let earlier = now - Duration::from_secs(86400);
         let text = msg(identity(&pki, "client", "client", Usage::Client, earlier));
-        assert!(
-            text.contains("CN=client is not valid before "),
-            "{text}"
-        );
+        assert!(text.contains("CN=client is not valid before "), "{text}");
 
         // A server certificate without subjectAltName.
         pki.leaf("nosan", "ca1", "serverAuth", None);
@@ -629,16 +658,19 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            text.contains("CN=server is not a CA certificate") && text.contains("the reporter's certificate"),
+            text.contains("CN=server is not a CA certificate")
+                && text.contains("the reporter's certificate"),
             "{text}"
         );
         // A key given as the certificate, a certificate as the key.
-        let text = msg(identity(&pki, "client", "client", Usage::Client, now).and_then(|_| {
-            let k = pki.key("client");
-            let k = Path::new(&k);
-            let f = file("--tls-cert", k);
-            check_identity(&f, &read(&f).unwrap(), &f, b"", Usage::Client, now)
-        }));
+        let text = msg(
+            identity(&pki, "client", "client", Usage::Client, now).and_then(|_| {
+                let k = pki.key("client");
+                let k = Path::new(&k);
+                let f = file("--tls-cert", k);
+                check_identity(&f, &read(&f).unwrap(), &f, b"", Usage::Client, now)
+            }),
+        );
         assert!(text.contains("no CERTIFICATE block found"), "{text}");
     }
 }

@@ -303,7 +303,10 @@ mod tests {
             token(Binding::Require, None).allows("web-1"),
             Err(NodeIdRefusal::Unbound { .. })
         ));
-        assert_eq!(token(Binding::Require, Some("web-*")).allows("web-1"), Ok(()));
+        assert_eq!(
+            token(Binding::Require, Some("web-*")).allows("web-1"),
+            Ok(())
+        );
         assert_eq!(token(Binding::Off, Some("web-*")).allows("db-1"), Ok(()));
     }
 

@@ -20,6 +20,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::auth::{AuthStats, Policy};
 use crate::cli::Args;
+use crate::identity::Binding;
 use crate::tls::{TlsError, TlsFiles, TlsState};
 use crate::token::{TokenError, TokenState};
 
@@ -47,6 +48,8 @@ pub struct Security {
     pub tokens: Option<Arc<TokenState>>,
     /// Refusal and reload counters.
     pub stats: Arc<AuthStats>,
+    /// How node ids are bound to credentials.
+    pub binding: Binding,
 }
 
 impl Security {
@@ -74,6 +77,12 @@ impl Security {
             .map(TokenState::open)
             .transpose()?
             .map(Arc::new);
+        if args.node_binding == Binding::Require && tokens.is_none() && args.tls_client_ca.is_none()
+        {
+            return Err(SecurityError::Flags(
+                "--node-binding require needs credentials to bind: --tls-client-ca or --token-file",
+            ));
+        }
         if tokens.is_some() && tls.is_none() {
             tracing::warn!(
                 "--token-file without --tls-cert: bearer tokens travel in clear text (fine behind a TLS-terminating mesh, not on an open network)"
@@ -83,6 +92,7 @@ impl Security {
             tls,
             tokens,
             stats: Arc::new(AuthStats::default()),
+            binding: args.node_binding,
         })
     }
 
@@ -92,6 +102,7 @@ impl Security {
             tls: self.tls.clone(),
             tokens: self.tokens.clone(),
             stats: Arc::clone(&self.stats),
+            binding: self.binding,
         })
     }
 
