@@ -67,9 +67,9 @@ impl Usage {
     /// The openssl extensions file that makes a certificate for this usage.
     fn extfile(self) -> &'static str {
         match self {
-            Usage::Client => "extendedKeyUsage=clientAuth",
+            Usage::Client => "the line `extendedKeyUsage=clientAuth`",
             Usage::Server => {
-                "extendedKeyUsage=serverAuth\\nsubjectAltName=DNS:reporter,IP:10.0.0.5 (the names gatherers dial)"
+                "the lines `extendedKeyUsage=serverAuth` and `subjectAltName=DNS:reporter,IP:10.0.0.5` (the names gatherers dial)"
             }
         }
     }
@@ -99,7 +99,7 @@ pub struct CertError {
     /// The file.
     pub path: PathBuf,
     /// What is wrong.
-    pub problem: Problem,
+    pub problem: Box<Problem>,
 }
 
 /// What is wrong with a file.
@@ -130,7 +130,7 @@ pub enum Problem {
     },
     /// An X.509 v1 (or v2) leaf: rustls refuses it.
     #[error(
-        "{subject} is an X.509 v{version} certificate; TLS here needs v3. `openssl x509 -req` makes v1 when it is given no extensions (OpenSSL 3.0 without -extfile): reissue it with `openssl x509 -req -in REQ.csr -CA ca.pem -CAkey ca.key -days 365 -extfile EXT -out CERT.pem`, EXT holding `{extfile}`"
+        "{subject} is an X.509 v{version} certificate; TLS here needs v3. `openssl x509 -req` makes v1 when it is given no extensions (OpenSSL 3.0 without -extfile): reissue it with `openssl x509 -req -in REQ.csr -CA ca.pem -CAkey ca.key -days 365 -extfile EXT -out CERT.pem`, EXT holding {extfile}"
     )]
     NotV3 {
         /// The certificate's subject.
@@ -358,7 +358,7 @@ fn error(file: &File<'_>, problem: Problem) -> CertError {
         owner: file.owner,
         flag: file.flag,
         path: file.path.to_path_buf(),
-        problem,
+        problem: Box::new(problem),
     }
 }
 

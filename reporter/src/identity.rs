@@ -181,17 +181,14 @@ impl Credential {
                 });
             }
         }
-        match &self.token_nodes {
-            Some(Some(patterns)) => {
-                bound = true;
-                if !patterns.matches(node) {
-                    return Err(NodeIdRefusal::Token {
-                        node: node.to_string(),
-                        patterns: patterns.to_string(),
-                    });
-                }
+        if let Some(Some(patterns)) = &self.token_nodes {
+            bound = true;
+            if !patterns.matches(node) {
+                return Err(NodeIdRefusal::Token {
+                    node: node.to_string(),
+                    patterns: patterns.to_string(),
+                });
             }
-            Some(None) | None => {}
         }
         if self.binding == Binding::Require && !bound {
             return Err(NodeIdRefusal::Unbound {

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use e2e::{Daemon, Pki, free_port, grpcurl, run, sink_rows, wait_for, wait_listening};
+use e2e::{Daemon, Pki, free_port, grpcurl, http, run, sink_rows, wait_for, wait_listening};
 
 fn s(list: &[&str]) -> Vec<String> {
     list.iter().map(|x| x.to_string()).collect()
@@ -237,7 +237,9 @@ fn wrong_trust_and_wrong_schemes_are_explained() {
     wait_log(
         &wrong_ca,
         "the untrusted reporter certificate to be explained",
-        &format!("the reporter's certificate is not trusted by --tls-ca {ca2}"),
+        &format!(
+            "the reporter's certificate is not issued by a CA in this gatherer's --tls-ca {ca2}"
+        ),
     );
     let plaintext = gatherer(
         &format!("http://127.0.0.1:{port}"),
@@ -490,6 +492,17 @@ fn certificates_reload_on_sighup_and_file_change_and_a_bad_one_keeps_the_old() {
         || refusals() > before,
     );
     assert!(health("ca2"), "the previous certificate still serves");
+    // A v1 certificate with its key: refused with the reason, the old one stays.
+    pki.leaf_v1("server-v1", "ca1");
+    std::fs::copy(pki.key("server-v1"), &key).unwrap();
+    std::fs::copy(pki.pem("server-v1"), &cert).unwrap();
+    r.signal("HUP");
+    wait_log(
+        &r,
+        "the v1 certificate to be refused with its reason",
+        "certificate CN=server-v1 is an X.509 v1 certificate",
+    );
+    assert!(health("ca2"), "the previous certificate still serves");
 
     // No signal at all: a changed file is noticed by the periodic check
     // (cert-manager renewing a Secret).
@@ -531,7 +544,14 @@ fn inconsistent_flags_stop_both_binaries_at_start() {
         &[],
     );
     assert_eq!(out.status.code(), Some(2));
-    assert!(out.stderr.contains("KeyMismatch"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!(
+            "this reporter's --tls-key {}: the key does not belong to certificate CN=server",
+            pki.key("client")
+        )),
+        "{}",
+        out.stderr
+    );
     let out = run(
         "gatherer",
         &s(&[
@@ -567,4 +587,427 @@ fn inconsistent_flags_stop_both_binaries_at_start() {
         "{}",
         out.stderr
     );
+}
+
+/// The reporter's flags for a start that must fail at its TLS files.
+fn reporter_start(dir: &Path, cert: &str, key: &str, extra: &[&str]) -> e2e::Output {
+    let mut args = s(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--sqlite",
+        "none",
+        "--jsonl",
+        "stdout",
+        "--spool-dir",
+        &dir.join("spool").display().to_string(),
+        "--tls-cert",
+        cert,
+        "--tls-key",
+        key,
+    ]);
+    args.extend(s(extra));
+    run("reporter", &args, &[])
+}
+
+/// The gatherer's flags for a start that must fail at its TLS files.
+fn gatherer_start(pki: &Pki, cert: &str, key: &str, ca: &str) -> e2e::Output {
+    run(
+        "gatherer",
+        &s(&[
+            "--reporter",
+            "https://127.0.0.1:1",
+            "--tls-ca",
+            &pki.pem(ca),
+            "--tls-cert",
+            &pki.pem(cert),
+            "--tls-key",
+            &pki.key(key),
+        ]),
+        &[],
+    )
+}
+
+#[test]
+fn certificate_problems_stop_both_daemons_at_start_naming_the_side_and_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    pki.leaf_v1("v1", "ca1");
+    pki.leaf_expired("old-client", "ca1", "clientAuth", None);
+    pki.leaf_expired("old-server", "ca1", "serverAuth", Some("IP:127.0.0.1"));
+    let fails = |out: e2e::Output, needles: &[&str]| {
+        assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
+        for needle in needles {
+            assert!(
+                out.stderr.contains(needle),
+                "{needle:?} in:\n{}",
+                out.stderr
+            );
+        }
+    };
+
+    // The gatherer: its own files, before it contacts anyone.
+    fails(
+        gatherer_start(&pki, "v1", "v1", "ca1"),
+        &[
+            &format!(
+                "this gatherer's --tls-cert {}: certificate CN=v1 is an X.509 v1 certificate; TLS here needs v3",
+                pki.pem("v1")
+            ),
+            "-extfile EXT",
+            "extendedKeyUsage=clientAuth",
+        ],
+    );
+    fails(
+        gatherer_start(&pki, "old-client", "old-client", "ca1"),
+        &[
+            &format!(
+                "this gatherer's --tls-cert {}: certificate CN=old-client expired on ",
+                pki.pem("old-client")
+            ),
+            "issue a new one",
+        ],
+    );
+    fails(
+        gatherer_start(&pki, "client", "rogue", "ca1"),
+        &[&format!(
+            "this gatherer's --tls-key {}: the key does not belong to certificate CN=client in --tls-cert {}",
+            pki.key("rogue"),
+            pki.pem("client")
+        )],
+    );
+    fails(
+        gatherer_start(&pki, "server", "server", "ca1"),
+        &["certificate CN=server is not for clientAuth: its extended key usage is serverAuth"],
+    );
+    fails(
+        gatherer_start(&pki, "client", "client", "server"),
+        &[&format!(
+            "this gatherer's --tls-ca {}: certificate CN=server is not a CA certificate",
+            pki.pem("server")
+        )],
+    );
+
+    // The reporter: its certificate and its client CA.
+    let spool = dir.path();
+    fails(
+        reporter_start(spool, &pki.pem("v1"), &pki.key("v1"), &[]),
+        &[
+            &format!(
+                "this reporter's --tls-cert {}: certificate CN=v1 is an X.509 v1 certificate",
+                pki.pem("v1")
+            ),
+            "extendedKeyUsage=serverAuth",
+        ],
+    );
+    fails(
+        reporter_start(spool, &pki.pem("old-server"), &pki.key("old-server"), &[]),
+        &["certificate CN=old-server expired on "],
+    );
+    fails(
+        reporter_start(spool, &pki.pem("client"), &pki.key("client"), &[]),
+        &["certificate CN=client is not for serverAuth"],
+    );
+    pki.leaf("no-san", "ca1", "serverAuth", None);
+    fails(
+        reporter_start(spool, &pki.pem("no-san"), &pki.key("no-san"), &[]),
+        &[
+            "certificate CN=no-san has no subjectAltName",
+            "subjectAltName=DNS:",
+        ],
+    );
+    let leaf_as_ca = pki.pem("client");
+    fails(
+        reporter_start(
+            spool,
+            &pki.pem("server"),
+            &pki.key("server"),
+            &["--tls-client-ca", &leaf_as_ca],
+        ),
+        &[&format!(
+            "this reporter's --tls-client-ca {leaf_as_ca}: certificate CN=client is not a CA certificate"
+        )],
+    );
+}
+
+#[test]
+fn an_expired_reporter_certificate_is_explained_on_the_gatherer() {
+    // The reporter refuses to start with an expired certificate, so one that
+    // expired while a server ran is played by `openssl s_server`.
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    pki.leaf_expired("old-server", "ca1", "serverAuth", Some("IP:127.0.0.1"));
+    // An https server with the expired certificate: openssl s_server, as a
+    // stand-in for a reporter started before its certificate expired.
+    let port = free_port();
+    let mut server = std::process::Command::new("openssl")
+        .args([
+            "s_server",
+            "-quiet",
+            "-accept",
+            &format!("127.0.0.1:{port}"),
+            "-cert",
+            &pki.pem("old-server"),
+            "-key",
+            &pki.key("old-server"),
+            "-alpn",
+            "h2",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("openssl s_server");
+    wait_listening(port);
+    let g = gatherer(
+        &format!("https://127.0.0.1:{port}"),
+        "n",
+        dir.path(),
+        &["--tls-ca", &pki.pem("ca1")],
+    );
+    wait_log(
+        &g,
+        "the expired reporter certificate to be explained",
+        "the reporter's certificate expired",
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+}
+
+#[test]
+fn a_comment_line_of_the_token_file_is_not_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    std::fs::write(
+        &tokens,
+        "# hostpulse tokens, one per line\n\n   # rotated 2026-12\nreal-token\n",
+    )
+    .unwrap();
+    let port = free_port();
+    let _r = reporter(
+        port,
+        dir.path(),
+        &["--token-file", tokens.to_str().unwrap()],
+    );
+    let addr = format!("127.0.0.1:{port}");
+    let admin = |header: &str| {
+        grpcurl(&[
+            "-plaintext",
+            "-H",
+            header,
+            &addr,
+            "hostpulse.v1.Admin/Status",
+        ])
+    };
+    for comment in [
+        "authorization: Bearer # hostpulse tokens, one per line",
+        "authorization: Bearer # rotated 2026-12",
+        "authorization: Bearer #",
+    ] {
+        let (ok, _, err) = admin(comment);
+        assert!(!ok, "{comment} was accepted");
+        assert!(
+            err.contains("Unauthenticated") && err.contains("invalid bearer token"),
+            "{err}"
+        );
+    }
+    let (ok, _, err) = admin("authorization: Bearer real-token");
+    assert!(ok, "{err}");
+    // (A gatherer cannot present one: it skips comments in its own file.)
+}
+
+/// `/metrics` of a reporter's admin port.
+fn metrics(admin_port: u16) -> String {
+    http(admin_port, "GET", "/metrics", "")
+        .map(|(_, body)| body)
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_certificate_binds_its_node_id_and_a_false_claim_does_not_end_the_real_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    pki.leaf("web-1", "ca1", "clientAuth", None);
+    pki.leaf("fleet", "ca1", "clientAuth", Some("DNS:*.prod.example"));
+    let port = free_port();
+    let admin_port = free_port();
+    let ca = pki.pem("ca1");
+    let admin_addr = format!("127.0.0.1:{admin_port}");
+    let r = tls_reporter(
+        port,
+        dir.path(),
+        &pki,
+        &["--tls-client-ca", &ca, "--admin-listen", &admin_addr],
+    );
+    let url = format!("https://127.0.0.1:{port}");
+    let with_cert = |node: &str, cert: &str| {
+        let (c, k) = (pki.pem(cert), pki.key(cert));
+        gatherer(
+            &url,
+            node,
+            dir.path(),
+            &["--tls-ca", &ca, "--tls-cert", &c, "--tls-key", &k],
+        )
+    };
+    let real = with_cert("web-1", "web-1");
+    let wildcard = with_cert("db-3.prod.example", "fleet");
+    wait_for(Duration::from_secs(20), "rows of both nodes", || {
+        rows_of(dir.path(), "web-1") >= 3 && rows_of(dir.path(), "db-3.prod.example") >= 3
+    });
+    // Another node's valid certificate claiming web-1.
+    let impostor = with_cert("web-1", "client");
+    wait_log(
+        &impostor,
+        "the false claim to be refused",
+        "PermissionDenied",
+    );
+    let text = impostor.log_text();
+    assert!(
+        text.contains("web-1")
+            && text.contains(
+                "is not allowed by this gatherer's client certificate, which names client"
+            ),
+        "{text}"
+    );
+    let wrong_label = with_cert("a.b.prod.example", "fleet");
+    wait_log(
+        &wrong_label,
+        "the two-label claim to be refused",
+        "PermissionDenied",
+    );
+    // The real node's stream was never replaced: it keeps streaming on one stream.
+    let before = rows_of(dir.path(), "web-1");
+    wait_for(
+        Duration::from_secs(20),
+        "more rows from the real web-1",
+        || rows_of(dir.path(), "web-1") >= before + 5,
+    );
+    assert!(
+        !r.log_text()
+            .contains("a newer stream from the same node replaced"),
+        "{}",
+        r.log_text()
+    );
+    assert_eq!(real.log_text().matches("streaming to reporter").count(), 1);
+    assert!(wildcard.log_text().contains("streaming to reporter"));
+    let log = r.log_text();
+    assert!(
+        log.lines().any(|l| l.contains("refused a Hello")
+            && l.contains("peer=127.0.0.1:")
+            && l.contains("which names client")),
+        "{log}"
+    );
+    let m = metrics(admin_port);
+    let refused: f64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("hostpulse_reporter_node_id_refused_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    assert!(refused >= 2.0, "{m}");
+}
+
+#[test]
+fn a_token_line_binds_node_patterns_without_leaking_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    std::fs::write(
+        &tokens,
+        "# web nodes only\nweb-secret-1 node=web-*\nany-secret-2\n",
+    )
+    .unwrap();
+    let port = free_port();
+    let r = reporter(
+        port,
+        dir.path(),
+        &["--token-file", tokens.to_str().unwrap()],
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    let token_file = |name: &str, token: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, format!("{token}\n")).unwrap();
+        path.display().to_string()
+    };
+    let web = token_file("web", "web-secret-1");
+    let any = token_file("any", "any-secret-2");
+    let _web = gatherer(&url, "web-7", dir.path(), &["--token-file", &web]);
+    let _any = gatherer(&url, "db-1", dir.path(), &["--token-file", &any]);
+    wait_for(Duration::from_secs(20), "rows of both", || {
+        rows_of(dir.path(), "web-7") >= 3 && rows_of(dir.path(), "db-1") >= 3
+    });
+    let claim = gatherer(&url, "db-1", dir.path(), &["--token-file", &web]);
+    wait_log(
+        &claim,
+        "the web token claiming db-1 to be refused",
+        "which the reporter's --token-file binds to node=web-*",
+    );
+    assert!(claim.log_text().contains("PermissionDenied"));
+    let before = rows_of(dir.path(), "db-1");
+    wait_for(
+        Duration::from_secs(20),
+        "more rows from the real db-1",
+        || rows_of(dir.path(), "db-1") >= before + 5,
+    );
+    for log in [r.log_text(), claim.log_text()] {
+        for secret in ["web-secret-1", "any-secret-2"] {
+            assert!(!log.contains(secret), "a token in a log: {log}");
+        }
+    }
+}
+
+#[test]
+fn node_binding_require_refuses_unbound_tokens_and_needs_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(
+        "reporter",
+        &s(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--sqlite",
+            "none",
+            "--jsonl",
+            "stdout",
+            "--spool-dir",
+            &dir.path().join("spool").display().to_string(),
+            "--node-binding",
+            "require",
+        ]),
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        out.stderr
+            .contains("--node-binding require needs credentials to bind"),
+        "{}",
+        out.stderr
+    );
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, "bound node=n-*\nunbound\n").unwrap();
+    let port = free_port();
+    let _r = reporter(
+        port,
+        dir.path(),
+        &[
+            "--token-file",
+            tokens.to_str().unwrap(),
+            "--node-binding",
+            "require",
+        ],
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    let file = |name: &str, token: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, format!("{token}\n")).unwrap();
+        path.display().to_string()
+    };
+    let (bound, unbound) = (file("b", "bound"), file("u", "unbound"));
+    let _ok = gatherer(&url, "n-1", dir.path(), &["--token-file", &bound]);
+    let refused = gatherer(&url, "n-2", dir.path(), &["--token-file", &unbound]);
+    wait_log(
+        &refused,
+        "the unbound token to be refused",
+        "the reporter runs with --node-binding require",
+    );
+    wait_for(Duration::from_secs(20), "rows of the bound node", || {
+        rows_of(dir.path(), "n-1") >= 3
+    });
+    assert_eq!(rows_of(dir.path(), "n-2"), 0);
 }

@@ -7,19 +7,28 @@
 //! restart. A file that became unreadable fails that attempt only; the
 //! gatherer keeps collecting and buffering and tries again with backoff.
 //!
-//! Connection failures caused by TLS are explained ([`explain`]): an
-//! untrusted reporter certificate names the `--tls-ca` file, a plaintext
-//! reporter reached with https:// (or the reverse) says which scheme to use.
+//! This gatherer's own files are checked before any connection
+//! ([`hostpulse_ops::certificate`]: X.509 v3, validity dates, clientAuth,
+//! the key matching the certificate, `--tls-ca` holding CA certificates);
+//! every message starts with the side at fault ("this gatherer's --tls-cert
+//! FILE: ...", "the reporter's certificate ...").
+//!
+//! Connection failures caused by TLS are explained ([`Credentials::explain`]):
+//! an untrusted reporter certificate names the `--tls-ca` file, an expired one
+//! its dates, a plaintext reporter reached with https:// (or the reverse)
+//! says which scheme to use.
 
 use std::error::Error as StdError;
 use std::path::{Path, PathBuf};
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use hostpulse_ops::certificate::{self, File, Usage};
 use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
 use super::targets::Target;
+
+/// Whose files these are, in messages.
+const OWNER: &str = "this gatherer's";
 
 /// The credential flags.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -99,23 +108,36 @@ impl Credentials {
         Ok(creds)
     }
 
-    /// The TLS settings for a connection to `host`, from the files as they are now.
+    /// The TLS settings for a connection to `host`, from the files as they
+    /// are now, checked first ([`hostpulse_ops::certificate`]): a v1 or
+    /// expired certificate, a key that is not the certificate's, a
+    /// certificate not meant for clientAuth, a `--tls-ca` that is not a CA
+    /// are explained here, naming this gatherer's file, instead of failing
+    /// later as a bare "transport error".
     pub fn tls_config(&self, host: &str) -> Result<ClientTlsConfig, String> {
+        let now = std::time::SystemTime::now();
+        let file = |flag, path| File {
+            owner: OWNER,
+            flag,
+            path,
+        };
         let mut tls = ClientTlsConfig::new().domain_name(host.to_string());
         tls = match &self.ca {
             Some(ca) => {
-                let pem = read("--tls-ca", ca)?;
-                certs("--tls-ca", ca, &pem)?;
+                let ca = file("--tls-ca", ca);
+                let pem = certificate::read(&ca).map_err(|e| e.to_string())?;
+                certificate::check_ca(&ca, &pem, "the reporter's certificate", now)
+                    .map_err(|e| e.to_string())?;
                 tls.ca_certificate(Certificate::from_pem(pem))
             }
             None => tls.with_native_roots(),
         };
         if let Some((cert, key)) = &self.identity {
-            let cert_pem = read("--tls-cert", cert)?;
-            certs("--tls-cert", cert, &cert_pem)?;
-            let key_pem = read("--tls-key", key)?;
-            PrivateKeyDer::from_pem_slice(&key_pem)
-                .map_err(|e| format!("--tls-key {}: no private key found ({e})", key.display()))?;
+            let (cert, key) = (file("--tls-cert", cert), file("--tls-key", key));
+            let cert_pem = certificate::read(&cert).map_err(|e| e.to_string())?;
+            let key_pem = certificate::read(&key).map_err(|e| e.to_string())?;
+            certificate::check_identity(&cert, &cert_pem, &key, &key_pem, Usage::Client, now)
+                .map_err(|e| e.to_string())?;
             tls = tls.identity(Identity::from_pem(cert_pem, key_pem));
         }
         Ok(tls)
@@ -145,31 +167,33 @@ impl Credentials {
     pub fn explain(&self, target: &Target, error: &(dyn StdError + 'static)) -> Explained {
         let chain = error_chain(error);
         if let Some(tls) = find_rustls_error(error) {
+            let trust = match &self.ca {
+                Some(ca) => format!("this gatherer's --tls-ca {}", ca.display()),
+                None => "the system's CA roots (a private CA? give --tls-ca)".to_string(),
+            };
             let reason = match tls {
                 rustls::Error::InvalidCertificate(
                     e @ (rustls::CertificateError::NotValidForName
                     | rustls::CertificateError::NotValidForNameContext { .. }),
                 ) => format!(
-                    "the reporter's certificate is not valid for the name {:?} in --reporter: {e}",
-                    target.host
+                    "the reporter's certificate is not valid for the name {:?} in --reporter: {}",
+                    target.host,
+                    certificate::verdict(e, &trust)
                 ),
-                rustls::Error::InvalidCertificate(e) => match &self.ca {
-                    Some(ca) => format!(
-                        "the reporter's certificate is not trusted by --tls-ca {}: {e}",
-                        ca.display()
-                    ),
-                    None => format!(
-                        "the reporter's certificate is not trusted by the system's CA roots (a private CA? give --tls-ca): {e}"
-                    ),
-                },
+                rustls::Error::InvalidCertificate(e) => format!(
+                    "the reporter's certificate {}",
+                    certificate::verdict(e, &trust)
+                ),
                 rustls::Error::InvalidMessage(_) => format!(
                     "the reporter does not answer with TLS: is it serving plaintext? use http://{}:{} or start the reporter with --tls-cert ({chain})",
                     target.host, target.port
                 ),
                 rustls::Error::AlertReceived(alert) => format!(
-                    "the reporter refused the TLS handshake ({alert:?}): check --tls-cert/--tls-key and the reporter's --tls-client-ca ({chain})"
+                    "the reporter (or a proxy in front of it) refused the TLS handshake ({alert:?}): it may require a client certificate this gatherer does not have (--tls-cert/--tls-key) or refuse this one ({chain})"
                 ),
-                other => format!("TLS failed: {other}"),
+                other => format!(
+                    "the TLS handshake with the reporter failed: {other} (neither certificate was refused: a proxy or load balancer on the path speaking TLS itself?)"
+                ),
             };
             return Explained::Credentials(reason);
         }
@@ -192,27 +216,22 @@ pub enum Explained {
     Transport(String),
 }
 
-/// The first non-empty line, trimmed.
+/// The token of the first line that is neither blank nor a `#` comment,
+/// trimmed; a ` node=PATTERNS` suffix (the reporter's token file format) is
+/// dropped, so one file can serve both in a lab.
 pub fn first_token(text: &str) -> Option<&str> {
-    text.lines().map(str::trim).find(|l| !l.is_empty())
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))?;
+    Some(match line.rsplit_once([' ', '\t']) {
+        Some((token, last)) if last.starts_with("node=") => token.trim_end(),
+        _ => line,
+    })
 }
 
 fn read(flag: &str, path: &Path) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("cannot read {flag} {}: {e}", path.display()))
-}
-
-fn certs(flag: &str, path: &Path, pem: &[u8]) -> Result<(), String> {
-    let n = CertificateDer::pem_slice_iter(pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{flag} {}: {e}", path.display()))?
-        .len();
-    if n == 0 {
-        return Err(format!(
-            "{flag} {}: no CERTIFICATE block found",
-            path.display()
-        ));
-    }
-    Ok(())
 }
 
 /// The rustls error somewhere in the chain; tokio-rustls wraps it in an
@@ -236,8 +255,8 @@ fn find_rustls_error<'a>(error: &'a (dyn StdError + 'static)) -> Option<&'a rust
     None
 }
 
-/// "outer: inner: innermost".
-fn error_chain(error: &(dyn StdError + 'static)) -> String {
+/// An error and its sources, "outer: inner: innermost".
+pub fn error_chain(error: &(dyn StdError + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(s) = source {
@@ -263,6 +282,9 @@ mod tests {
     fn the_first_non_empty_line_is_the_token() {
         assert_eq!(first_token("\n  \n new \nold\n"), Some("new"));
         assert_eq!(first_token("\n\n"), None);
+        assert_eq!(first_token("# tokens\n  # more\ns3cret\n"), Some("s3cret"));
+        assert_eq!(first_token("# only comments\n"), None);
+        assert_eq!(first_token("s3cret node=web-*\n"), Some("s3cret"));
     }
 
     #[test]
@@ -284,7 +306,7 @@ mod tests {
         let err = Credentials::new(p(), None, None, None, &https).unwrap_err();
         assert!(
             err.to_string()
-                .contains("cannot read --tls-ca /nonexistent"),
+                .starts_with("this gatherer's --tls-ca /nonexistent: cannot read it"),
             "{err}"
         );
         assert_eq!(
@@ -326,7 +348,9 @@ mod tests {
             panic!("not classified as a credentials problem");
         };
         assert!(
-            text.starts_with("the reporter's certificate is not trusted by --tls-ca /etc/ca.pem"),
+            text.starts_with(
+                "the reporter's certificate is not issued by a CA in this gatherer's --tls-ca /etc/ca.pem"
+            ),
             "{text}"
         );
         let plain = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
