@@ -77,9 +77,10 @@ fn mutual_tls_streams_and_refuses_gatherers_without_a_valid_certificate() {
     let r = tls_reporter(port, dir.path(), &pki, &["--tls-client-ca", &ca]);
     let url = format!("https://127.0.0.1:{port}");
     let (client, client_key) = (pki.pem("client"), pki.key("client"));
+    // Its node id is its certificate's CN (--node-binding auto).
     let _good = gatherer(
         &url,
-        "good",
+        "client",
         dir.path(),
         &[
             "--tls-ca",
@@ -91,7 +92,7 @@ fn mutual_tls_streams_and_refuses_gatherers_without_a_valid_certificate() {
         ],
     );
     wait_for(Duration::from_secs(20), "rows over mutual TLS", || {
-        rows_of(dir.path(), "good") >= 3
+        rows_of(dir.path(), "client") >= 3
     });
 
     let no_cert = gatherer(&url, "no-cert", dir.path(), &["--tls-ca", &ca]);
@@ -137,11 +138,11 @@ fn mutual_tls_streams_and_refuses_gatherers_without_a_valid_certificate() {
         "{log}"
     );
     // The good gatherer streams on beside the refused ones, which store nothing.
-    let before = rows_of(dir.path(), "good");
+    let before = rows_of(dir.path(), "client");
     wait_for(
         Duration::from_secs(20),
         "more rows from the good gatherer",
-        || rows_of(dir.path(), "good") >= before + 5,
+        || rows_of(dir.path(), "client") >= before + 5,
     );
     assert_eq!(rows_of(dir.path(), "no-cert"), 0);
     assert_eq!(rows_of(dir.path(), "rogue"), 0);
@@ -158,7 +159,7 @@ fn mutual_tls_streams_and_refuses_gatherers_without_a_valid_certificate() {
     ]);
     assert!(ok, "{err}");
     assert!(
-        out.contains("\"nodeId\": \"good\"") && out.contains("\"peer\": \"127.0.0.1:"),
+        out.contains("\"nodeId\": \"client\"") && out.contains("\"peer\": \"127.0.0.1:"),
         "{out}"
     );
     // A refused gatherer keeps its batches and keeps retrying.
@@ -183,7 +184,7 @@ fn a_refused_gatherer_delivers_its_batches_once_its_certificate_is_fixed() {
     let (cert_flag, key_flag) = (cert.display().to_string(), key.display().to_string());
     let g = gatherer(
         &format!("https://127.0.0.1:{port}"),
-        "fixed",
+        "client",
         dir.path(),
         &[
             "--tls-ca",
@@ -214,7 +215,7 @@ fn a_refused_gatherer_delivers_its_batches_once_its_certificate_is_fixed() {
         let cycles: Vec<u64> = rows
             .table("hostpulse_self")
             .iter()
-            .filter(|r| r["node"] == "fixed")
+            .filter(|r| r["node"] == "client")
             .filter_map(|r| r["fields"]["cycles_total"].as_u64())
             .collect();
         cycles.contains(&1) && cycles.len() >= 10

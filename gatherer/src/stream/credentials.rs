@@ -151,7 +151,7 @@ impl Credentials {
         let text = read("--token-file", path)?;
         let text = String::from_utf8_lossy(&text);
         let token = first_token(&text)
-            .ok_or_else(|| format!("--token-file {} holds no token", path.display()))?;
+            .ok_or_else(|| format!("this gatherer's --token-file {} holds no token (blank lines and # comments are skipped)", path.display()))?;
         let mut value = AsciiMetadataValue::try_from(format!("Bearer {token}")).map_err(|_| {
             format!(
                 "--token-file {}: the token is not printable ASCII",
