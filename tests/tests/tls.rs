@@ -35,6 +35,21 @@ fn tls_reporter(port: u16, dir: &Path, pki: &Pki, extra: &[&str]) -> Daemon {
     reporter(port, dir, &flags)
 }
 
+/// Writes `text` to `dir/name` and returns its path.
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+/// A plaintext reporter whose `--token-file` holds `tokens`, plus `extra` flags.
+fn token_reporter(port: u16, dir: &Path, tokens: &str, extra: &[&str]) -> Daemon {
+    let file = write(dir, "tokens", tokens);
+    let mut flags = vec!["--token-file", &file];
+    flags.extend_from_slice(extra);
+    reporter(port, dir, &flags)
+}
+
 /// A gatherer (node `node`, tagged `run=node`) streaming to `url`.
 fn gatherer(url: &str, node: &str, dir: &Path, security: &[&str]) -> Daemon {
     let mut args = s(&[
@@ -777,17 +792,12 @@ fn an_expired_reporter_certificate_is_explained_on_the_gatherer() {
 #[test]
 fn a_comment_line_of_the_token_file_is_not_a_token() {
     let dir = tempfile::tempdir().unwrap();
-    let tokens = dir.path().join("tokens");
-    std::fs::write(
-        &tokens,
-        "# hostpulse tokens, one per line\n\n   # rotated 2026-12\nreal-token\n",
-    )
-    .unwrap();
     let port = free_port();
-    let _r = reporter(
+    let _r = token_reporter(
         port,
         dir.path(),
-        &["--token-file", tokens.to_str().unwrap()],
+        "# hostpulse tokens, one per line\n\n   # rotated 2026-12\nreal-token\n",
+        &[],
     );
     let addr = format!("127.0.0.1:{port}");
     let admin = |header: &str| {
@@ -909,26 +919,16 @@ fn a_certificate_binds_its_node_id_and_a_false_claim_does_not_end_the_real_strea
 #[test]
 fn a_token_line_binds_node_patterns_without_leaking_the_token() {
     let dir = tempfile::tempdir().unwrap();
-    let tokens = dir.path().join("tokens");
-    std::fs::write(
-        &tokens,
-        "# web nodes only\nweb-secret-1 node=web-*\nany-secret-2\n",
-    )
-    .unwrap();
     let port = free_port();
-    let r = reporter(
+    let r = token_reporter(
         port,
         dir.path(),
-        &["--token-file", tokens.to_str().unwrap()],
+        "# web nodes only\nweb-secret-1 node=web-*\nany-secret-2\n",
+        &[],
     );
     let url = format!("http://127.0.0.1:{port}");
-    let token_file = |name: &str, token: &str| {
-        let path = dir.path().join(name);
-        std::fs::write(&path, format!("{token}\n")).unwrap();
-        path.display().to_string()
-    };
-    let web = token_file("web", "web-secret-1");
-    let any = token_file("any", "any-secret-2");
+    let web = write(dir.path(), "web", "web-secret-1\n");
+    let any = write(dir.path(), "any", "any-secret-2\n");
     let _web = gatherer(&url, "web-7", dir.path(), &["--token-file", &web]);
     let _any = gatherer(&url, "db-1", dir.path(), &["--token-file", &any]);
     wait_for(Duration::from_secs(20), "rows of both", || {
@@ -980,26 +980,16 @@ fn node_binding_require_refuses_unbound_tokens_and_needs_credentials() {
         "{}",
         out.stderr
     );
-    let tokens = dir.path().join("tokens");
-    std::fs::write(&tokens, "bound node=n-*\nunbound\n").unwrap();
     let port = free_port();
-    let _r = reporter(
+    let _r = token_reporter(
         port,
         dir.path(),
-        &[
-            "--token-file",
-            tokens.to_str().unwrap(),
-            "--node-binding",
-            "require",
-        ],
+        "bound node=n-*\nunbound\n",
+        &["--node-binding", "require"],
     );
     let url = format!("http://127.0.0.1:{port}");
-    let file = |name: &str, token: &str| {
-        let path = dir.path().join(name);
-        std::fs::write(&path, format!("{token}\n")).unwrap();
-        path.display().to_string()
-    };
-    let (bound, unbound) = (file("b", "bound"), file("u", "unbound"));
+    let bound = write(dir.path(), "b", "bound\n");
+    let unbound = write(dir.path(), "u", "unbound\n");
     let _ok = gatherer(&url, "n-1", dir.path(), &["--token-file", &bound]);
     let refused = gatherer(&url, "n-2", dir.path(), &["--token-file", &unbound]);
     wait_log(
