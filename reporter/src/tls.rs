@@ -282,6 +282,39 @@ impl Load for Material {
     }
 }
 
+/// Why a client's TLS handshake failed, naming the side at fault, for the
+/// reporter's log line: the client distrusting this reporter's certificate,
+/// a client that speaks no common TLS, or the network.
+pub fn handshake_failure(e: &std::io::Error) -> String {
+    use rustls::AlertDescription as A;
+    let Some(tls) = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    else {
+        return format!("network: {e}");
+    };
+    match tls {
+        rustls::Error::AlertReceived(
+            alert @ (A::UnknownCA
+            | A::BadCertificate
+            | A::CertificateUnknown
+            | A::CertificateExpired
+            | A::UnsupportedCertificate),
+        ) => format!(
+            "the client refused this reporter's certificate ({alert:?}): its CA file (the gatherer's --tls-ca, grpcurl -cacert) must hold the CA that issued --tls-cert, and the name it dials must be in that certificate's subjectAltName"
+        ),
+        rustls::Error::AlertReceived(alert) => {
+            format!("the client ended the handshake ({alert:?}): {e}")
+        }
+        rustls::Error::PeerIncompatible(_) => format!(
+            "the client shares no TLS version or cipher suite with this reporter (TLS 1.2 and 1.3 only): {e}"
+        ),
+        _ => format!(
+            "the client's handshake is not acceptable TLS (a scanner, or not a TLS client): {e}"
+        ),
+    }
+}
+
 /// The crypto provider (ring, as the gatherer uses).
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())

@@ -278,6 +278,12 @@ fn wrong_trust_and_wrong_schemes_are_explained() {
         "the reporter to log the failed handshake",
         "TLS handshake failed",
     );
+    assert!(
+        r.log_text()
+            .contains("the client refused this reporter's certificate (UnknownCA)"),
+        "{}",
+        r.log_text()
+    );
 
     // The reverse: https:// to a plaintext reporter.
     let plain_dir = tempfile::tempdir().unwrap();
