@@ -4,8 +4,11 @@
 //! Every file is read at start (a mistake stops the gatherer with exit code
 //! 2) and again at each connection attempt, so a rotated client certificate,
 //! CA bundle or token is picked up at the next reconnection without a
-//! restart. A file that became unreadable fails that attempt only; the
-//! gatherer keeps collecting and buffering and tries again with backoff.
+//! restart. A rotated TLS file that fails the checks is logged as an error
+//! and the files that last passed stay in use (as the reporter keeps its
+//! previous material); a token file that became unreadable fails that
+//! attempt only, and the gatherer keeps collecting and buffering and tries
+//! again with backoff.
 //!
 //! This gatherer's own files are checked before any connection
 //! ([`hostpulse_ops::certificate`]: X.509 v3, validity dates, clientAuth,
@@ -20,6 +23,7 @@
 
 use std::error::Error as StdError;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use hostpulse_ops::certificate::{self, File, Usage};
 use tonic::metadata::AsciiMetadataValue;
@@ -40,6 +44,29 @@ pub struct Credentials {
     pub identity: Option<(PathBuf, PathBuf)>,
     /// A file whose first non-empty line is the bearer token.
     pub token_file: Option<PathBuf>,
+    /// The TLS files as they last passed the checks: used when a rotated
+    /// file does not (logged), as the reporter keeps its previous material.
+    pub last_good: LastGood,
+}
+
+/// The PEM bytes of the TLS files that last passed the checks, shared by the
+/// clones of one [`Credentials`]. Never part of equality.
+#[derive(Debug, Clone, Default)]
+pub struct LastGood(Arc<Mutex<Option<TlsPems>>>);
+
+impl PartialEq for LastGood {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for LastGood {}
+
+/// The checked contents of `--tls-ca` and `--tls-cert`/`--tls-key`.
+#[derive(Debug, Clone)]
+struct TlsPems {
+    ca: Option<Vec<u8>>,
+    identity: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 /// Flags that cannot work; the gatherer does not start.
@@ -80,6 +107,7 @@ impl Credentials {
             ca,
             identity,
             token_file,
+            last_good: LastGood::default(),
         };
         let tls_flag = if creds.ca.is_some() {
             Some("--tls-ca")
@@ -114,33 +142,65 @@ impl Credentials {
     /// certificate not meant for clientAuth, a `--tls-ca` that is not a CA
     /// are explained here, naming this gatherer's file, instead of failing
     /// later as a bare "transport error".
+    ///
+    /// Once files have passed, a later failure (a rotation that wrote a bad
+    /// file) is logged as an error and the files that last passed are used.
     pub fn tls_config(&self, host: &str) -> Result<ClientTlsConfig, String> {
+        let mut last_good = self.last_good.0.lock().unwrap_or_else(|p| p.into_inner());
+        let pems = match self.checked_pems() {
+            Ok(pems) => {
+                *last_good = Some(pems.clone());
+                pems
+            }
+            Err(reason) => match last_good.as_ref() {
+                Some(previous) => {
+                    tracing::error!(%reason, "TLS files NOT reloaded; the previous ones stay in use");
+                    previous.clone()
+                }
+                None => return Err(reason),
+            },
+        };
+        let mut tls = ClientTlsConfig::new().domain_name(host.to_string());
+        tls = match pems.ca {
+            Some(ca) => tls.ca_certificate(Certificate::from_pem(ca)),
+            None => tls.with_native_roots(),
+        };
+        if let Some((cert, key)) = pems.identity {
+            tls = tls.identity(Identity::from_pem(cert, key));
+        }
+        Ok(tls)
+    }
+
+    /// Reads and checks the TLS files.
+    fn checked_pems(&self) -> Result<TlsPems, String> {
         let now = std::time::SystemTime::now();
         let file = |flag, path| File {
             owner: OWNER,
             flag,
             path,
         };
-        let mut tls = ClientTlsConfig::new().domain_name(host.to_string());
-        tls = match &self.ca {
+        let ca = match &self.ca {
             Some(ca) => {
                 let ca = file("--tls-ca", ca);
                 let pem = certificate::read(&ca).map_err(|e| e.to_string())?;
                 certificate::check_ca(&ca, &pem, "the reporter's certificate", now)
                     .map_err(|e| e.to_string())?;
-                tls.ca_certificate(Certificate::from_pem(pem))
+                Some(pem)
             }
-            None => tls.with_native_roots(),
+            None => None,
         };
-        if let Some((cert, key)) = &self.identity {
-            let (cert, key) = (file("--tls-cert", cert), file("--tls-key", key));
-            let cert_pem = certificate::read(&cert).map_err(|e| e.to_string())?;
-            let key_pem = certificate::read(&key).map_err(|e| e.to_string())?;
-            certificate::check_identity(&cert, &cert_pem, &key, &key_pem, Usage::Client, now)
-                .map_err(|e| e.to_string())?;
-            tls = tls.identity(Identity::from_pem(cert_pem, key_pem));
-        }
-        Ok(tls)
+        let identity = match &self.identity {
+            Some((cert, key)) => {
+                let (cert, key) = (file("--tls-cert", cert), file("--tls-key", key));
+                let cert_pem = certificate::read(&cert).map_err(|e| e.to_string())?;
+                let key_pem = certificate::read(&key).map_err(|e| e.to_string())?;
+                certificate::check_identity(&cert, &cert_pem, &key, &key_pem, Usage::Client, now)
+                    .map_err(|e| e.to_string())?;
+                Some((cert_pem, key_pem))
+            }
+            None => None,
+        };
+        Ok(TlsPems { ca, identity })
     }
 
     /// The `authorization` header value, from the token file as it is now.
@@ -333,6 +393,41 @@ mod tests {
                 .authorization()
                 .unwrap_err()
                 .contains("holds no token")
+        );
+    }
+
+    #[test]
+    fn a_rotated_file_that_fails_the_checks_keeps_the_previous_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = e2e::Pki::new(dir.path());
+        let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+        std::fs::copy(pki.pem("client"), &cert).unwrap();
+        std::fs::copy(pki.key("client"), &key).unwrap();
+        let targets = [target("https://127.0.0.1:1")];
+        let creds = Credentials::new(
+            Some(pki.pem("ca1").into()),
+            Some(cert.clone()),
+            Some(key.clone()),
+            None,
+            &targets,
+        )
+        .unwrap();
+        pki.leaf_v1("v1", "ca1");
+        std::fs::copy(pki.pem("v1"), &cert).unwrap();
+        std::fs::copy(pki.key("v1"), &key).unwrap();
+        assert!(creds.tls_config("127.0.0.1").is_ok());
+        // A gatherer started with those files refuses to start.
+        let err = Credentials::new(
+            Some(pki.pem("ca1").into()),
+            Some(cert),
+            Some(key),
+            None,
+            &targets,
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("is an X.509 v1 certificate"),
+            "{err}"
         );
     }
 
