@@ -392,6 +392,31 @@ mod tests {
     }
 
     #[test]
+    fn the_credential_that_passed_bounds_the_node_ids_of_the_hello() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = e2e::Pki::new(dir.path());
+        let (policy, _t) = policy(&pki, true, Some("# staff\nt0k node=cl*\n"));
+        let ingest = "/hostpulse.v1.Ingest/Stream";
+        let credential = policy
+            .check(ingest, Some(&chain(&pki, "client")), Some(b"Bearer t0k"))
+            .unwrap();
+        assert!(credential.client_cert.is_some());
+        assert_eq!(credential.allows("client"), Ok(()));
+        assert!(credential.allows("web-1").is_err());
+        // The comment line is not a token.
+        assert_eq!(
+            policy
+                .check(
+                    ingest,
+                    Some(&chain(&pki, "client")),
+                    Some(b"Bearer # staff")
+                )
+                .map(drop),
+            Err(Refusal::InvalidToken)
+        );
+    }
+
+    #[test]
     fn without_a_client_ca_or_tokens_nothing_is_required() {
         let dir = tempfile::tempdir().unwrap();
         let pki = e2e::Pki::new(dir.path());
