@@ -520,10 +520,22 @@ pub fn verdict(e: &rustls::CertificateError, trust: &str) -> String {
         E::NotValidForNameContext {
             expected,
             presented,
-        } => format!(
-            "does not name {expected:?} (it names {}): dial one of those names or add {expected:?} to its subjectAltName",
-            presented.join(", ")
-        ),
+        } => {
+            let expected = expected.to_str();
+            // rustls writes them as `DnsName("x")`, `IpAddress(1.2.3.4)`.
+            let presented: Vec<&str> = presented
+                .iter()
+                .map(|p| {
+                    p.split_once('(').map_or(p.as_str(), |(_, v)| {
+                        v.trim_end_matches(')').trim_matches('"')
+                    })
+                })
+                .collect();
+            format!(
+                "does not name {expected:?} (it names {}): dial one of those names or add {expected:?} to its subjectAltName",
+                presented.join(", ")
+            )
+        }
         E::BadSignature => "has a bad signature (damaged, or not signed by its issuer)".to_string(),
         other => format!("is refused: {other}"),
     }

@@ -1008,3 +1008,29 @@ fn node_binding_require_refuses_unbound_tokens_and_needs_credentials() {
     });
     assert_eq!(rows_of(dir.path(), "n-2"), 0);
 }
+
+#[test]
+fn a_reporter_certificate_for_another_name_is_explained_on_the_gatherer() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    pki.leaf(
+        "elsewhere",
+        "ca1",
+        "serverAuth",
+        Some("DNS:reporter.elsewhere"),
+    );
+    let port = free_port();
+    let (cert, key) = (pki.pem("elsewhere"), pki.key("elsewhere"));
+    let _r = reporter(port, dir.path(), &["--tls-cert", &cert, "--tls-key", &key]);
+    let g = gatherer(
+        &format!("https://127.0.0.1:{port}"),
+        "n",
+        dir.path(),
+        &["--tls-ca", &pki.pem("ca1")],
+    );
+    wait_log(
+        &g,
+        "the name mismatch to be explained",
+        "the reporter's certificate is not valid for the name \"127.0.0.1\" in --reporter: does not name \"127.0.0.1\" (it names reporter.elsewhere)",
+    );
+}
