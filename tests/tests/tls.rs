@@ -611,6 +611,11 @@ fn inconsistent_flags_stop_both_binaries_at_start() {
     );
 }
 
+/// Validity of an expired certificate, for [`Pki::leaf_dated`].
+const EXPIRED: (&str, &str) = ("20200101000000Z", "20200102000000Z");
+/// Validity of a certificate not valid yet.
+const FUTURE: (&str, &str) = ("20990101000000Z", "20990102000000Z");
+
 /// The reporter's flags for a start that must fail at its TLS files.
 fn reporter_start(dir: &Path, cert: &str, key: &str, extra: &[&str]) -> e2e::Output {
     let mut args = s(&[
@@ -654,8 +659,15 @@ fn certificate_problems_stop_both_daemons_at_start_naming_the_side_and_the_fix()
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::new(dir.path());
     pki.leaf_v1("v1", "ca1");
-    pki.leaf_expired("old-client", "ca1", "clientAuth", None);
-    pki.leaf_expired("old-server", "ca1", "serverAuth", Some("IP:127.0.0.1"));
+    pki.leaf_dated("old-client", "ca1", "clientAuth", None, EXPIRED);
+    pki.leaf_dated(
+        "old-server",
+        "ca1",
+        "serverAuth",
+        Some("IP:127.0.0.1"),
+        EXPIRED,
+    );
+    pki.leaf_dated("future", "ca1", "serverAuth", Some("IP:127.0.0.1"), FUTURE);
     let fails = |out: e2e::Output, needles: &[&str]| {
         assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
         for needle in needles {
@@ -683,7 +695,7 @@ fn certificate_problems_stop_both_daemons_at_start_naming_the_side_and_the_fix()
         gatherer_start(&pki, "old-client", "old-client", "ca1"),
         &[
             &format!(
-                "this gatherer's --tls-cert {}: certificate CN=old-client expired on ",
+                "this gatherer's --tls-cert {}: certificate CN=old-client expired on 2020-01-02T00:00:00Z (now 20",
                 pki.pem("old-client")
             ),
             "issue a new one",
@@ -723,7 +735,14 @@ fn certificate_problems_stop_both_daemons_at_start_naming_the_side_and_the_fix()
     );
     fails(
         reporter_start(spool, &pki.pem("old-server"), &pki.key("old-server"), &[]),
-        &["certificate CN=old-server expired on "],
+        &["certificate CN=old-server expired on 2020-01-02T00:00:00Z"],
+    );
+    fails(
+        reporter_start(spool, &pki.pem("future"), &pki.key("future"), &[]),
+        &[
+            "certificate CN=future is not valid before 2099-01-01T00:00:00Z (now 20",
+            "check this machine's clock",
+        ],
     );
     fails(
         reporter_start(spool, &pki.pem("client"), &pki.key("client"), &[]),
@@ -757,7 +776,13 @@ fn an_expired_reporter_certificate_is_explained_on_the_gatherer() {
     // expired while a server ran is played by `openssl s_server`.
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::new(dir.path());
-    pki.leaf_expired("old-server", "ca1", "serverAuth", Some("IP:127.0.0.1"));
+    pki.leaf_dated(
+        "old-server",
+        "ca1",
+        "serverAuth",
+        Some("IP:127.0.0.1"),
+        EXPIRED,
+    );
     // An https server with the expired certificate: openssl s_server, as a
     // stand-in for a reporter started before its certificate expired.
     let port = free_port();
@@ -789,7 +814,7 @@ fn an_expired_reporter_certificate_is_explained_on_the_gatherer() {
     wait_log(
         &g,
         "the expired reporter certificate to be explained",
-        "the reporter's certificate expired",
+        "the reporter's certificate expired on 2020-01-02T00:00:00Z (now 20",
     );
     let _ = server.kill();
     let _ = server.wait();
