@@ -8,6 +8,7 @@
 //! | `--tls-cert --tls-key` | TLS; plaintext clients are told to use https:// |
 //! | `+ --tls-client-ca` | mutual TLS: protected calls need a client certificate from that CA |
 //! | `--token-file` | protected calls need `authorization: Bearer <token>` (with or without TLS) |
+//! | `--node-binding` | which node ids the credentials allow in Hello ([`crate::identity`]) |
 //!
 //! Which calls are protected is [`crate::auth`]'s business (deny by default).
 
