@@ -321,6 +321,43 @@ impl Facts {
     }
 }
 
+impl Facts {
+    /// The node ids the certificate names, for the reporter's node binding:
+    /// every CN of its subject, then every DNS name of its subjectAltName.
+    pub fn node_names(&self) -> Vec<String> {
+        let mut names = self.common_names.clone();
+        names.extend(self.dns_names.iter().cloned());
+        names
+    }
+}
+
+/// Whether a certificate name or node pattern allows `node` (the
+/// reporter's node binding): ASCII case-insensitive,
+/// `*` any run of characters but `.`. Iterative with single-star
+/// backtracking (linear in practice, never exponential).
+pub fn name_matches(pattern: &str, node: &str) -> bool {
+    let (p, t) = (pattern.as_bytes(), node.as_bytes());
+    let (mut i, mut j) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while j < t.len() {
+        if i < p.len() && p[i] == b'*' {
+            star = Some((i, j));
+            i += 1;
+        } else if i < p.len() && p[i].eq_ignore_ascii_case(&t[j]) {
+            i += 1;
+            j += 1;
+        } else if let Some((si, sj)) = star.filter(|&(_, sj)| t[sj] != b'.') {
+            // Let the star swallow one more character, unless it is a dot.
+            i = si + 1;
+            j = sj + 1;
+            star = Some((si, sj + 1));
+        } else {
+            return false;
+        }
+    }
+    p[i..].iter().all(|&c| c == b'*')
+}
+
 fn common_names(name: &Name) -> Vec<String> {
     name.iter()
         .filter(|atv| atv.oid == COMMON_NAME)
@@ -659,7 +696,14 @@ mod tests {
 
         // A server certificate without subjectAltName.
         pki.leaf("nosan", "ca1", "serverAuth", None);
-        let text = msg(identity(&pki, "nosan", "nosan", Usage::Server, now));
+        // Issued after `now`: check it at a later time.
+        let text = msg(identity(
+            &pki,
+            "nosan",
+            "nosan",
+            Usage::Server,
+            SystemTime::now(),
+        ));
         assert!(text.contains("has no subjectAltName"), "{text}");
 
         // A leaf given as the CA.

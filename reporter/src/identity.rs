@@ -48,6 +48,7 @@ use rustls::pki_types::CertificateDer;
 use tonic::Status;
 
 use crate::auth::AuthStats;
+pub use hostpulse_ops::certificate::name_matches;
 
 /// How node ids are bound to credentials (`--node-binding`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -87,32 +88,6 @@ impl std::fmt::Display for NodePatterns {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0.join(","))
     }
-}
-
-/// Whether `pattern` matches the whole of `node`: ASCII case-insensitive,
-/// `*` any run of characters but `.`. Iterative with single-star
-/// backtracking (linear in practice, never exponential).
-pub fn name_matches(pattern: &str, node: &str) -> bool {
-    let (p, t) = (pattern.as_bytes(), node.as_bytes());
-    let (mut i, mut j) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while j < t.len() {
-        if i < p.len() && p[i] == b'*' {
-            star = Some((i, j));
-            i += 1;
-        } else if i < p.len() && p[i].eq_ignore_ascii_case(&t[j]) {
-            i += 1;
-            j += 1;
-        } else if let Some((si, sj)) = star.filter(|&(_, sj)| t[sj] != b'.') {
-            // Let the star swallow one more character, unless it is a dot.
-            i = si + 1;
-            j = sj + 1;
-            star = Some((si, sj + 1));
-        } else {
-            return false;
-        }
-    }
-    p[i..].iter().all(|&c| c == b'*')
 }
 
 /// What authenticated a call, put in the request's extensions by the auth
@@ -204,11 +179,7 @@ impl Credential {
 /// client CA, so this does not happen) names nothing.
 pub fn certificate_names(cert: &CertificateDer<'_>) -> Vec<String> {
     hostpulse_ops::certificate::Facts::parse(cert)
-        .map(|f| {
-            let mut names = f.common_names;
-            names.extend(f.dns_names);
-            names
-        })
+        .map(|f| f.node_names())
         .unwrap_or_default()
 }
 

@@ -910,6 +910,12 @@ fn a_certificate_binds_its_node_id_and_a_false_claim_does_not_end_the_real_strea
             ),
         "{text}"
     );
+    // The gatherer said so itself at start.
+    assert!(
+        text.contains("WARN") && text.contains("is not a name of this gatherer's --tls-cert"),
+        "{text}"
+    );
+    assert!(!real.log_text().contains("is not a name of"));
     let wrong_label = with_cert("a.b.prod.example", "fleet");
     wait_log(
         &wrong_label,

@@ -203,6 +203,31 @@ impl Credentials {
         Ok(TlsPems { ca, identity })
     }
 
+    /// A warning when `node` is not a name of this gatherer's client
+    /// certificate: a reporter with `--node-binding auto` (its default)
+    /// would refuse every stream with PERMISSION_DENIED.
+    pub fn node_id_mismatch(&self, node: &str) -> Option<String> {
+        let (cert, _) = self.identity.as_ref()?;
+        let pem = std::fs::read(cert).ok()?;
+        let leaf = certificate::pem_certificates(&pem)
+            .ok()?
+            .into_iter()
+            .next()?;
+        let names = certificate::Facts::parse(&leaf).ok()?.node_names();
+        if names.iter().any(|n| certificate::name_matches(n, node)) {
+            return None;
+        }
+        Some(format!(
+            "--node-id {node:?} is not a name of this gatherer's --tls-cert {} (it names {}): a reporter with --node-binding auto (its default) refuses its streams with PERMISSION_DENIED; give --node-id one of those names, or a certificate for {node:?}",
+            cert.display(),
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            }
+        ))
+    }
+
     /// The `authorization` header value, from the token file as it is now.
     pub fn authorization(&self) -> Result<Option<AsciiMetadataValue>, String> {
         let Some(path) = &self.token_file else {
@@ -429,6 +454,24 @@ mod tests {
             err.to_string().contains("is an X.509 v1 certificate"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_node_id_the_certificate_does_not_name_is_warned_about() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = e2e::Pki::new(dir.path());
+        let creds = Credentials {
+            identity: Some((pki.pem("client").into(), pki.key("client").into())),
+            ..Credentials::default()
+        };
+        assert_eq!(creds.node_id_mismatch("client"), None);
+        let text = creds.node_id_mismatch("web-1").unwrap();
+        assert!(
+            text.starts_with("--node-id \"web-1\" is not a name of this gatherer's --tls-cert")
+                && text.contains("(it names client)"),
+            "{text}"
+        );
+        assert_eq!(Credentials::default().node_id_mismatch("web-1"), None);
     }
 
     #[test]
