@@ -21,8 +21,9 @@
 //! characters other than `.`, as a TLS wildcard covers one DNS label:
 //! `*.prod.example` allows `web-1.prod.example` but not `a.b.prod.example`,
 //! `web-*` allows `web-1` and `web-eu-2`, and a certificate naming several
-//! nodes allows each of them. There is no "any node" certificate: a
-//! certificate shared by every node needs `--node-binding off`.
+//! nodes allows each of them. A certificate shared by every node names a
+//! pattern that covers them (`loadgen-*`), or the reporter runs with
+//! `--node-binding off`.
 //!
 //! # Modes (`--node-binding`)
 //!
