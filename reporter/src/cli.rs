@@ -135,9 +135,18 @@ pub struct Args {
 
     /// Calls other than health and reflection need `authorization: Bearer
     /// <token>` with a token that is a line of this file (several lines:
-    /// rotation). Re-read on SIGHUP and when the file changes.
+    /// rotation; `# comments`; `TOKEN node=web-*` binds a token to node ids).
+    /// Re-read on SIGHUP and when the file changes.
     #[arg(long, env = "HOSTPULSE_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
+
+    /// Which node ids a stream's credentials may claim in Hello. `auto`: a
+    /// client certificate allows its CN and DNS subjectAltNames, a token line
+    /// with `node=` its patterns, others any node; `require`: also refuse
+    /// credentials that bind nothing; `off`: no check (one certificate
+    /// shared by all nodes). Refusals get PERMISSION_DENIED.
+    #[arg(long, env = "HOSTPULSE_NODE_BINDING", value_enum, default_value_t = crate::identity::Binding::Auto)]
+    pub node_binding: crate::identity::Binding,
 
     /// Apply the QuestDB schema (--questdb required) and exit: 0 once every
     /// statement succeeded, 1 otherwise (a Kubernetes Job retries). Nothing is served.

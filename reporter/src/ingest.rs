@@ -1,7 +1,7 @@
 //! `Ingest.Stream`: one gatherer's stream, from Hello to its end.
 //!
 //! ```text
-//! Hello ──► checks (version, node id) ──► register ──► Welcome(config)
+//! Hello ──► checks (version, node id, [`identity`]) ──► register ──► Welcome(config)
 //!   loop: Batch ──► sequence check ──► admission (normalise, decode, rules,
 //!         time window: crate::admission) ──► sink.write ──► Ack ──► Tail
 //!         config reloaded          ──► GathererConfig (when this node's changed)
@@ -32,6 +32,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument as _;
 
 use crate::config::Config;
+use crate::identity::{self, Credential};
 use crate::registry::{Registry, StreamId};
 use crate::sink::{AcceptedBatch, Sink};
 use crate::tail::Tail;
@@ -98,6 +99,7 @@ impl pb::ingest_server::Ingest for IngestService {
         request: Request<Streaming<pb::GathererMessage>>,
     ) -> Result<Response<Self::StreamStream>, Status> {
         let peer = request.remote_addr();
+        let credential = request.extensions().get::<Credential>().cloned();
         let inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(16);
         let shared = Arc::clone(&self.shared);
@@ -112,6 +114,7 @@ impl pb::ingest_server::Ingest for IngestService {
                     shared,
                     tx,
                     peer,
+                    credential,
                     id: None,
                     node: Arc::from(""),
                 };
@@ -128,6 +131,8 @@ struct Session {
     shared: Arc<Shared>,
     tx: Outbound,
     peer: Option<SocketAddr>,
+    /// What authenticated the stream; bounds the node ids of its Hello.
+    credential: Option<Credential>,
     id: Option<StreamId>,
     node: Arc<str>,
 }
@@ -170,6 +175,13 @@ impl Session {
         let peer = self
             .peer
             .map_or_else(|| "unknown".to_string(), |p| p.to_string());
+        // Before registering: a refused claim must not end the real node's stream.
+        identity::admit(
+            self.credential.as_ref(),
+            &hello.node_id,
+            &peer,
+            &self.shared.auth,
+        )?;
         let (id, mut superseded) = self.shared.registry.register(&hello, peer.clone());
         self.id = Some(id);
         self.node = Arc::from(hello.node_id.as_str());

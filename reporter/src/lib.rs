@@ -21,7 +21,8 @@
 //! - [`security`]: TLS and authentication flags, checked at start and
 //!   reloaded on SIGHUP or file change: [`tls`] (certificates, client CA),
 //!   [`token`] (bearer tokens), [`acceptor`] (the TLS listener), [`auth`] (the
-//!   layer that refuses unauthenticated calls, deny by default).
+//!   layer that refuses unauthenticated calls, deny by default), [`identity`]
+//!   (which node ids a stream's credentials may claim).
 //! - [`cli`]: the command line.
 
 #![forbid(unsafe_code)]
@@ -32,6 +33,7 @@ pub mod admission;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod identity;
 pub mod ingest;
 pub mod limits;
 pub mod metrics;

@@ -157,6 +157,12 @@ impl Report for ReporterReport {
             );
         }
         page.single(
+            "hostpulse_reporter_node_id_refused_total",
+            Kind::Counter,
+            "Hellos refused with PERMISSION_DENIED: the credential does not allow the node id.",
+            load(&a.node_id_refused),
+        );
+        page.single(
             "hostpulse_reporter_plaintext_connections_total",
             Kind::Counter,
             "Plaintext connections to the TLS listener (refused).",

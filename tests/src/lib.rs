@@ -722,15 +722,77 @@ impl Pki {
     /// A certificate `NAME` issued by CA `ca` for `usage` (serverAuth or
     /// clientAuth), with subject alternative names `san`.
     pub fn leaf(&self, name: &str, ca: &str, usage: &str, san: Option<&str>) {
-        let csr = self.dir.join(format!("{name}.csr")).display().to_string();
-        let ext = self.dir.join(format!("{name}.ext"));
         let mut extensions = format!(
             "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage={usage}\n"
         );
         if let Some(san) = san {
             extensions.push_str(&format!("subjectAltName={san}\n"));
         }
+        self.issue(name, ca, Some(&extensions), "2");
+    }
+
+    /// An X.509 **v1** certificate `NAME` issued by `ca`: what `openssl x509
+    /// -req` makes on OpenSSL 3.0 when given no `-extfile`.
+    pub fn leaf_v1(&self, name: &str, ca: &str) {
+        self.issue(name, ca, None, "2");
+    }
+
+    /// A certificate like [`Pki::leaf`] valid only from `start` to `end`
+    /// (`YYYYMMDDHHMMSSZ`), made with `openssl ca`, the one openssl command
+    /// of OpenSSL 3.0 that sets both dates: `20200101000000Z` to
+    /// `20200102000000Z` for an expired one, dates to come for one not yet
+    /// valid.
+    pub fn leaf_dated(
+        &self,
+        name: &str,
+        ca: &str,
+        usage: &str,
+        san: Option<&str>,
+        (start, end): (&str, &str),
+    ) {
+        let mut extensions = format!("extendedKeyUsage={usage}\n");
+        if let Some(san) = san {
+            extensions.push_str(&format!("subjectAltName={san}\n"));
+        }
+        let db = self.dir.join(format!("{name}.db"));
+        std::fs::create_dir_all(&db).expect("create the openssl ca database");
+        std::fs::write(db.join("index.txt"), "").expect("write index.txt");
+        std::fs::write(db.join("serial"), "01\n").expect("write serial");
+        let config = format!(
+            "[ca]\ndefault_ca = test\n[test]\ndatabase = {db}/index.txt\nnew_certs_dir = {db}\nserial = {db}/serial\ndefault_md = sha256\npolicy = any\nunique_subject = no\n[any]\ncommonName = supplied\n",
+            db = db.display()
+        );
+        let config_file = db.join("ca.cnf").display().to_string();
+        std::fs::write(&config_file, config).expect("write ca.cnf");
+        let ext = self.dir.join(format!("{name}.ext")).display().to_string();
         std::fs::write(&ext, extensions).expect("write the extensions file");
+        let csr = self.dir.join(format!("{name}.csr")).display().to_string();
+        self.request(name, &csr);
+        self.openssl(&[
+            "ca",
+            "-batch",
+            "-notext",
+            "-config",
+            &config_file,
+            "-cert",
+            &self.pem(ca),
+            "-keyfile",
+            &self.key(ca),
+            "-in",
+            &csr,
+            "-out",
+            &self.pem(name),
+            "-startdate",
+            start,
+            "-enddate",
+            end,
+            "-extfile",
+            &ext,
+        ]);
+    }
+
+    /// Key `NAME.key` and certificate request `csr` for subject `CN=NAME`.
+    fn request(&self, name: &str, csr: &str) {
         self.openssl(&[
             "req",
             "-new",
@@ -742,27 +804,42 @@ impl Pki {
             "-keyout",
             &self.key(name),
             "-out",
-            &csr,
+            csr,
             "-subj",
             &format!("/CN={name}"),
         ]);
-        self.openssl(&[
+    }
+
+    /// Key, request and certificate `NAME` (subject `CN=NAME`) signed by
+    /// `ca`, valid for `days` from now, v3 with `extensions` or v1 without.
+    fn issue(&self, name: &str, ca: &str, extensions: Option<&str>, days: &str) {
+        let csr = self.dir.join(format!("{name}.csr")).display().to_string();
+        let ext = self.dir.join(format!("{name}.ext"));
+        if let Some(extensions) = extensions {
+            std::fs::write(&ext, extensions).expect("write the extensions file");
+        }
+        self.request(name, &csr);
+        let (cert, ca_cert, ca_key) = (self.pem(name), self.pem(ca), self.key(ca));
+        let ext = ext.display().to_string();
+        let mut args = vec![
             "x509",
             "-req",
             "-in",
             &csr,
             "-CA",
-            &self.pem(ca),
+            &ca_cert,
             "-CAkey",
-            &self.key(ca),
+            &ca_key,
             "-CAcreateserial",
             "-out",
-            &self.pem(name),
+            &cert,
             "-days",
-            "2",
-            "-extfile",
-            &ext.display().to_string(),
-        ]);
+            days,
+        ];
+        if extensions.is_some() {
+            args.extend(["-extfile", &ext]);
+        }
+        self.openssl(&args);
     }
 
     fn openssl(&self, args: &[&str]) {

@@ -30,7 +30,7 @@ use tonic::transport::{Channel, Endpoint};
 use tracing::Instrument as _;
 
 use super::backoff::Backoff;
-use super::credentials::Explained;
+use super::credentials::{self, Explained};
 use super::targets::{Target, Targets};
 use super::{SharedBuffer, StreamOptions, WINDOW};
 use crate::collect::node_info::{self, Facts};
@@ -99,7 +99,7 @@ pub async fn run(
             Outcome::Refused(reason) => {
                 let delay = backoff.next_delay();
                 let held = buffer.lock().len();
-                tracing::error!(%reason, retry_in = ?delay, buffered_batches = held, "the reporter refused this gatherer or cannot be trusted; collecting on and buffering until the credentials are fixed");
+                tracing::error!(%reason, retry_in = ?delay, buffered_batches = held, "no stream until the credentials named in the reason are fixed; collecting on and buffering");
                 delay
             }
         };
@@ -354,9 +354,12 @@ async fn connect(
             .credentials
             .tls_config(&target.host)
             .map_err(Explained::Credentials)?;
-        endpoint = endpoint
-            .tls_config(tls)
-            .map_err(|e| Explained::Credentials(format!("TLS settings: {e}")))?;
+        endpoint = endpoint.tls_config(tls).map_err(|e| {
+            Explained::Credentials(format!(
+                "this gatherer's TLS settings (--tls-ca, --tls-cert, --tls-key) are refused: {}",
+                credentials::error_chain(&e)
+            ))
+        })?;
     }
     endpoint
         .connect()
