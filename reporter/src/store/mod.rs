@@ -33,9 +33,10 @@ pub enum StoreError {
     #[error("{0}")]
     Unavailable(String),
     /// The database refused these rows and will refuse them again (a 400 with
-    /// its reason, a type conflict). The drainer writes them to the store's
-    /// rejected-rows file, counts and logs them, and moves on, so one bad
-    /// batch cannot block the spool.
+    /// its reason, a type conflict). The drainer splits the write until the
+    /// refused rows are alone, writes them to the store's rejected-rows file,
+    /// counts and logs them, and moves on, so one bad row costs neither its
+    /// neighbours nor the spool.
     #[error("{0}")]
     Rejected(String),
 }
