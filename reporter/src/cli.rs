@@ -97,7 +97,7 @@ pub struct Args {
 
     /// Tables gatherers may write besides the hostpulse families and
     /// hostpulse_self, comma-separated ([a-z0-9_]{1,64} each); a row of any
-    /// other table is refused with INVALID_ARGUMENT [default: none].
+    /// other table is refused with INVALID_ARGUMENT (empty: none).
     #[arg(long, env = "HOSTPULSE_CUSTOM_TABLES", default_value = "", value_parser = crate::admission::parse_custom_tables)]
     pub custom_tables: crate::admission::CustomTables,
 
