@@ -79,28 +79,33 @@
 //! cursor file (CursorFile), one line, replaced by write tmp + fsync + rename
 //!           + fsync dir:    "HPCURSOR1 <segment> <offset> <crc32c-hex8>\n"
 //!
-//! reading (Reader, recovery, SegmentEntries: one walker), from a record start:
-//!   valid record = marker, len <= MAX_RECORD and within the segment, crc matches;
-//!                  and seq > the seq of the record delivered before it (else it
-//!                  is a copy of earlier bytes: Damage::Duplicate)
+//! reading (Reader, recovery, SegmentEntries: one walker), from a record start,
+//! L = the seq of the last record this walk delivered (carried across segments):
+//!   valid record = marker, len <= MAX_RECORD and within the segment, crc matches
+//!   delivered if  seq = L + 1, or L unknown (a reader's first record), or seq
+//!                 > L + 1 and no valid record with a seq in (L, seq) follows in
+//!                 the segment (else it is a copy of later bytes: OutOfSequence;
+//!                 a gap is normal where a segment was removed or quarantined)
+//!   seq <= L      is a copy of earlier bytes (Damage::Duplicate): skipped
 //!   anything else at the expected start opens a DAMAGED RANGE, which ends at
 //!   the resynchronisation point:
 //!
-//! resynchronisation: the first offset p after the damage start d where
-//!     the 4 marker bytes occur (HPSPOOL1: any offset), len is plausible
-//!     (<= MAX_RECORD, fits before the segment's end), the crc matches, and,
-//!     when the last delivered seq L is known, L < seq <= L + 1 + (p - d) / 20
-//!     (no more records can have fit in the skipped bytes).
+//! resynchronisation after damage at d: among the offsets p > d in the segment
+//!     where the 4 marker bytes occur (HPSPOOL1: every offset), len is plausible
+//!     (<= MAX_RECORD, fits before the segment's end) and the crc matches, the one
+//!     whose seq is lowest above L (the earliest on a tie; the earliest when L is
+//!     unknown). So a copy of later bytes never hides intact records between.
 //!     No such p: the range runs to the segment's end; reading goes on with
-//!     the next segment. A false resync needs a 32-bit marker and a 32-bit
-//!     CRC to match by chance (2^-64 per offset) plus a plausible length and
-//!     seq; a payload that embeds a whole valid record could be taken for
-//!     one only inside a damaged range, and only with a seq in that window.
-//!     HPSPOOL1 has no marker: 2^-32 per offset with a plausible length, and
-//!     the search hashes at most 64 MiB per range.
-//!   records lost in a range = next seq - L - 1 when both are known (exact,
-//!     even for destroyed headers); else the markers found in it (at least 1
-//!     unless it is a duplicate), a lower bound.
+//!     the next segment. A false resync needs a 32-bit marker and a 32-bit CRC
+//!     to match by chance (2^-64 per offset) with a plausible length. HPSPOOL1
+//!     has no marker: 2^-32 per offset with a plausible length, and the search
+//!     hashes at most 64 MiB per range.
+//!   Not covered: a copy of NEWER records written over older ones (a misdirected
+//!     write from a later segment into an earlier one) passes for those records;
+//!     the older records after it, in later segments, then read as duplicates.
+//!   records lost in a range = next seq - L - 1 when both are known within the
+//!     segment (exact, even for destroyed headers); else the markers found in
+//!     it (at least 1 unless it is a duplicate), a lower bound.
 //!   A reader yields SpoolError::Corrupt { segment, offset, bytes, records }
 //!   for the range, then the record at p: it never stops on damage.
 //!

@@ -9,7 +9,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 
 use crate::error::Damage;
-use crate::format::{RECORD_HEADER_LEN, RECORD_MARKER, SEGMENT_HEADER_LEN, Version};
+use crate::format::{RECORD_MARKER, SEGMENT_HEADER_LEN, Version};
 
 /// Bytes read from the file at a time (records smaller than this are served
 /// from the window without another `pread`).
@@ -75,20 +75,33 @@ impl SegmentFile {
             win: Vec::new(),
             win_start: 0,
         };
-        if end >= SEGMENT_HEADER_LEN
-            && let Some(magic) = seg.read(0, SEGMENT_HEADER_LEN)?
-            && let Some(v) = Version::from_magic(&magic)
-        {
+        let named = if end >= SEGMENT_HEADER_LEN {
+            seg.read(0, SEGMENT_HEADER_LEN)?
+                .and_then(|magic| Version::from_magic(&magic))
+        } else {
+            None
+        };
+        if let Some(v) = named {
             seg.version = v;
-            seg.header_ok = true;
-            return Ok(seg);
-        }
-        if seg.find_valid(SEGMENT_HEADER_LEN, None)?.is_none() {
-            seg.version = Version::V1;
-            if seg.find_valid(SEGMENT_HEADER_LEN, None)?.is_none() {
-                seg.version = Version::V2;
+            if matches!(seg.check(SEGMENT_HEADER_LEN)?, Check::Valid { .. })
+                || seg.end == SEGMENT_HEADER_LEN
+            {
+                seg.header_ok = true;
+                return Ok(seg);
             }
         }
+        // No header, or no valid record where the header says the first one
+        // is (a damaged header can name the other format): the records found
+        // decide, HPSPOOL2's marker search first.
+        for v in [Version::V2, Version::V1] {
+            seg.version = v;
+            if seg.find_valid(SEGMENT_HEADER_LEN, None)?.is_some() {
+                seg.header_ok = named == Some(v);
+                return Ok(seg);
+            }
+        }
+        seg.version = named.unwrap_or(Version::V2);
+        seg.header_ok = named.is_some();
         Ok(seg)
     }
 
@@ -176,15 +189,21 @@ impl SegmentFile {
         })
     }
 
-    /// The first offset at or after `from` that holds a valid record
-    /// acceptable after `last` (see [`acceptable`]), with its sequence number.
+    /// Where reading resumes at or after `from`: among the valid records
+    /// acceptable after `last` (see [`acceptable`]), the one with the lowest
+    /// sequence number (the earliest on a tie), with its sequence number.
+    /// Choosing the lowest number rather than the first found means a copy
+    /// of later bytes within the segment never hides the intact records
+    /// between. Stops early at `last + 1`, which nothing can beat. Without
+    /// `last` (or in `HPSPOOL1`): the earliest valid record.
     fn find_valid(
         &mut self,
         from: u64,
-        last: Option<Bound>,
+        last: Option<u64>,
     ) -> io::Result<Option<(u64, Option<u64>)>> {
         let hl = self.version.header_len();
         let mut budget = V1_RESYNC_BUDGET;
+        let mut best: Option<(u64, Option<u64>)> = None;
         let mut p = from;
         while p + hl <= self.end {
             // Next candidate: a marker (V2), or any offset with a plausible
@@ -193,7 +212,7 @@ impl SegmentFile {
                 Version::V2 => {
                     let n = WINDOW.min(self.end - p);
                     let Some(window) = self.slice(p, n)? else {
-                        return Ok(None);
+                        break;
                     };
                     match window.windows(4).position(|w| w == RECORD_MARKER) {
                         Some(i) => p + i as u64,
@@ -206,7 +225,7 @@ impl SegmentFile {
                 }
                 Version::V1 => {
                     let Some(bytes) = self.slice(p, hl)? else {
-                        return Ok(None);
+                        break;
                     };
                     let plausible = Version::V1.decode(bytes).and_then(|h| h.checked_len());
                     match plausible {
@@ -222,13 +241,23 @@ impl SegmentFile {
                 }
             };
             if let Check::Valid { seq, .. } = self.check(candidate)?
-                && acceptable(seq, last, candidate)
+                && acceptable(seq, last)
             {
-                return Ok(Some((candidate, seq)));
+                // Without a last record to compare with (a reader's first,
+                // or HPSPOOL1), the earliest valid record.
+                let (Some(s), Some(_)) = (seq, last) else {
+                    return Ok(Some((candidate, seq)));
+                };
+                if last.is_some_and(|l| s == l.saturating_add(1)) {
+                    return Ok(Some((candidate, seq)));
+                }
+                if best.is_none_or(|(_, b)| b.is_some_and(|b| s < b)) {
+                    best = Some((candidate, seq));
+                }
             }
             p = candidate + 1;
         }
-        Ok(None)
+        Ok(best)
     }
 
     /// Record markers in `[from, to)`: the records whose headers survive in
@@ -248,34 +277,12 @@ impl SegmentFile {
     }
 }
 
-/// What a record found by the resynchronisation search must satisfy.
-#[derive(Clone, Copy, Debug)]
-struct Bound {
-    /// The sequence number of the last record delivered.
-    last: u64,
-    /// Where the damage began; `None` when no record of this segment was
-    /// delivered yet (a segment before it may be gone, so its records'
-    /// numbers are not bounded from above).
-    damage_at: Option<u64>,
-}
-
-/// Whether a valid record with sequence `seq` at `offset` may follow the
-/// last delivered record: its sequence must be above the last one (else it
-/// is a copy of earlier bytes) and, within a segment, at most one more than
-/// the records that fit in the skipped bytes (else it is a copy of later
-/// bytes, or a record-shaped payload fragment).
-fn acceptable(seq: Option<u64>, bound: Option<Bound>, offset: u64) -> bool {
-    match (seq, bound) {
-        (Some(seq), Some(b)) => {
-            let below = match b.damage_at {
-                Some(d) => {
-                    let fit = offset.saturating_sub(d) / RECORD_HEADER_LEN;
-                    seq <= b.last.saturating_add(1).saturating_add(fit)
-                }
-                None => true,
-            };
-            seq > b.last && below
-        }
+/// Whether a valid record with sequence `seq` may follow the last delivered
+/// record: its number must be above the last one, else it is a copy of
+/// earlier bytes.
+fn acceptable(seq: Option<u64>, last: Option<u64>) -> bool {
+    match (seq, last) {
+        (Some(seq), Some(last)) => seq > last,
         _ => true,
     }
 }
@@ -342,8 +349,15 @@ impl Walker {
                     seq: s,
                     after: last,
                 },
+                // Not the next number: a lower-numbered valid record further
+                // on means this one is a copy of later bytes.
                 (Some(s), Some(last))
-                    if self.delivered_here && !self.after_gap && s != last + 1 =>
+                    if !self.after_gap
+                        && s != last + 1
+                        && self
+                            .seg
+                            .find_valid(at, self.last_seq)?
+                            .is_some_and(|(p, _)| p != at) =>
                 {
                     Damage::OutOfSequence {
                         seq: s,
@@ -364,11 +378,7 @@ impl Walker {
             },
             Check::Bad(damage) => damage,
         };
-        let bound = self.last_seq.map(|last| Bound {
-            last,
-            damage_at: self.delivered_here.then_some(at),
-        });
-        let found = self.seg.find_valid(at + 1, bound)?;
+        let found = self.seg.find_valid(at + 1, self.last_seq)?;
         let resume = found.map_or(self.seg.end, |(p, _)| p);
         let records = match (found, self.last_seq) {
             (Some((_, Some(next))), Some(last)) if self.delivered_here => next - last - 1,

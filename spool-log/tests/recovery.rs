@@ -449,3 +449,59 @@ fn torn_large_record_of_zero_rich_data_is_recovered_quickly() {
     assert_eq!(all(&log), vec![(small, b"before".to_vec())]);
     assert!(took.as_secs() < 30, "recovery took {took:?}");
 }
+
+/// A segment as the first release wrote it: "HPSPOOL1", then `len | crc`
+/// records (crc over the length bytes and the payload).
+fn v1_segment(payloads: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = b"HPSPOOL1".to_vec();
+    for p in payloads {
+        let len = (p.len() as u32).to_le_bytes();
+        let crc = hostpulse_spool::crc32c_update(hostpulse_spool::crc32c(&len), p);
+        out.extend_from_slice(&len);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out.extend_from_slice(p);
+    }
+    out
+}
+
+#[test]
+fn segments_of_the_previous_release_are_read_and_never_appended_to() {
+    let tmp = tempfile::tempdir().unwrap();
+    let first: Vec<Vec<u8>> = (0..5).map(|i| payload(i, 30 + i)).collect();
+    let second: Vec<Vec<u8>> = (5..9).map(|i| payload(i, 50)).collect();
+    fs::write(seg(tmp.path(), 1), v1_segment(&first)).unwrap();
+    fs::write(seg(tmp.path(), 2), v1_segment(&second)).unwrap();
+    let (mut log, recovery) = reopen(tmp.path(), 1 << 20);
+    assert!(recovery.is_clean(), "{recovery:?}");
+    assert_eq!(recovery.records, 9);
+    let got: Vec<Vec<u8>> = all(&log).into_iter().map(|r| r.1).collect();
+    assert_eq!(got, [first.clone(), second.clone()].concat());
+    // The next append starts an HPSPOOL2 segment after them.
+    let pos = log.append(b"new").unwrap();
+    assert_eq!(pos, Position::new(3, 8));
+    log.sync().unwrap();
+    assert_eq!(&fs::read(seg(tmp.path(), 3)).unwrap()[..8], b"HPSPOOL2");
+    drop(log);
+    let (log, recovery) = reopen(tmp.path(), 1 << 20);
+    assert!(recovery.is_clean(), "{recovery:?}");
+    assert_eq!(all(&log).len(), 10);
+}
+
+#[test]
+fn a_damaged_record_of_the_previous_format_is_skipped_too() {
+    let tmp = tempfile::tempdir().unwrap();
+    let payloads: Vec<Vec<u8>> = (0..6).map(|i| payload(i, 40)).collect();
+    let bytes = v1_segment(&payloads);
+    fs::write(seg(tmp.path(), 1), &bytes).unwrap();
+    fs::write(seg(tmp.path(), 2), v1_segment(&[payload(9, 10)])).unwrap();
+    // Third record: 8 + 2 * 48, its payload's tenth byte.
+    flip(&seg(tmp.path(), 1), 8 + 2 * 48 + 8 + 10);
+    let (log, recovery) = reopen(tmp.path(), 1 << 20);
+    assert_eq!(recovery.damaged.len(), 1, "{recovery:?}");
+    assert_eq!(recovery.damaged[0].bytes, 48);
+    let got: Vec<Vec<u8>> = all(&log).into_iter().map(|r| r.1).collect();
+    let mut expected = payloads.clone();
+    expected.remove(2);
+    expected.push(payload(9, 10));
+    assert_eq!(got, expected);
+}
