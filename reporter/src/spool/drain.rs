@@ -10,9 +10,10 @@
 //!     Rejected          -> append the rows to <spool-dir>/rejected-<store>.jsonl, count, move on
 //! ```
 //!
-//! A record found damaged while reading (its segment changed on disk after
-//! the spool opened) ends that segment for this store: the rest of it is
-//! skipped, counted and reported, and draining carries on with the next one.
+//! A damaged range met while reading (bytes that rotted after the spool
+//! opened, or found at open) is skipped: the reader resumes at the next valid
+//! record, so only the damaged records are lost; the range is counted,
+//! logged and kept once (`super::damage`), whichever store meets it first.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -21,10 +22,11 @@ use std::time::{Duration, Instant};
 use hostpulse_proto::backoff::Backoff;
 use hostpulse_proto::codec::StreamDefs;
 use hostpulse_proto::pb;
-use hostpulse_spool::{CursorFile, Position};
+use hostpulse_spool::{CursorFile, Position, SpoolError};
 use prost::Message;
 
 use super::Shared;
+use super::damage::Range;
 use crate::sink::AcceptedBatch;
 use crate::store::{Store, StoreError};
 
@@ -225,18 +227,26 @@ impl Drainer {
                     }
                     next = reader.position();
                 }
-                Err(e) => {
-                    tracing::error!(store = self.name(), error = %e, "damaged spool record: skipping the rest of its segment");
-                    self.shared.quarantine(pb::QuarantinedSegment {
-                        path: self.shared.dir().display().to_string(),
-                        valid_records: 0,
-                        bytes: 0,
-                        damage: format!("found while draining into {}: {e}", self.name()),
-                    });
-                    next = Position {
-                        segment: next.segment + 1,
-                        offset: 0,
+                Err(SpoolError::Corrupt {
+                    segment,
+                    offset,
+                    bytes,
+                    records,
+                    damage,
+                }) => {
+                    let range = Range {
+                        segment,
+                        offset,
+                        bytes,
+                        records,
+                        damage: damage.to_string(),
                     };
+                    self.shared.damaged(&range, self.name());
+                    next = reader.position();
+                }
+                Err(e) => {
+                    // An I/O error: retried from the same cursor next time.
+                    tracing::error!(store = self.name(), error = %e, "cannot read the spool");
                     break;
                 }
             }
