@@ -103,8 +103,13 @@ pub fn inspect(file: &Path) -> Result<String, ToolError> {
         entries.format(),
         entries.len()
     );
-    let _ = writeln!(out, "{:>10} {:>9}  crc  {:>8}  content", "offset", "length", "seq");
-    let (mut records, mut batches, mut ranges, mut bytes, mut lost) = (0u64, 0u64, 0u64, 0u64, 0u64);
+    let _ = writeln!(
+        out,
+        "{:>10} {:>9}  crc  {:>8}  content",
+        "offset", "length", "seq"
+    );
+    let (mut records, mut batches, mut ranges, mut bytes, mut lost) =
+        (0u64, 0u64, 0u64, 0u64, 0u64);
     for entry in entries {
         match entry? {
             Entry::Record {
