@@ -55,7 +55,7 @@ fn segments(dir: &Path) -> Vec<std::path::PathBuf> {
 }
 
 #[test]
-fn a_damaged_spool_is_quarantined_or_truncated_and_the_reporter_serves_on() {
+fn a_damaged_spool_loses_only_the_damaged_record_and_the_reporter_serves_on() {
     let dir = tempfile::tempdir().unwrap();
     let spool = dir.path().join("spool");
     // Three segments of three records each, written as a crashed reporter left them.
@@ -72,7 +72,7 @@ fn a_damaged_spool_is_quarantined_or_truncated_and_the_reporter_serves_on() {
     }
     let segs = segments(&spool);
     assert!(segs.len() >= 3, "{segs:?}");
-    // Flip a byte inside the first segment's second record...
+    // Flip a byte inside the first segment's last record...
     let mut first = std::fs::read(&segs[0]).unwrap();
     let i = first.len() - 10;
     first[i] ^= 0xff;
@@ -100,11 +100,10 @@ fn a_damaged_spool_is_quarantined_or_truncated_and_the_reporter_serves_on() {
     let (ok, out, err) = grpcurl(&["-plaintext", &addr, "hostpulse.v1.Admin/Status"]);
     assert!(ok, "{err}");
     let status: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(
-        status["quarantined"].as_array().map(Vec::len),
-        Some(1),
-        "{status}"
-    );
+    // The damaged record is skipped and counted; its segment stays live.
+    assert_eq!(status["quarantined"].as_array().map(Vec::len), None, "{status}");
+    assert_eq!(status["skippedRecords"].as_str(), Some("1"), "{status}");
+    assert_eq!(status["damaged"].as_array().map(Vec::len), Some(1), "{status}");
     assert!(
         status["truncatedBytes"]
             .as_str()
@@ -117,14 +116,23 @@ fn a_damaged_spool_is_quarantined_or_truncated_and_the_reporter_serves_on() {
     assert!(spool.join("quarantine").read_dir().unwrap().count() == 1);
     let (ok, out, _) = grpcurl(&["-plaintext", &addr, "grpc.health.v1.Health/Check"]);
     assert!(ok && out.contains("SERVING"), "{out}");
-    // The intact segments in between were delivered.
+    // Every other record was delivered: 9, less the damaged one and the
+    // torn last one (never acknowledged).
     wait_for(
         Duration::from_secs(10),
         "the intact records delivered",
-        || sink_rows(&sink).table("load").len() >= 3,
+        || sink_rows(&sink).table("load").len() >= 7,
     );
+    std::thread::sleep(Duration::from_millis(300));
+    let tasks: Vec<u64> = sink_rows(&sink)
+        .table("load")
+        .iter()
+        .map(|r| r["fields"]["tasks"].as_u64().unwrap())
+        .collect();
+    assert_eq!(tasks.len(), 7, "{tasks:?}");
+    assert!(!tasks.contains(&9), "{tasks:?}");
     let log = r.log_text();
-    assert!(log.contains("quarantine"), "{log}");
+    assert!(log.contains("damaged range skipped"), "{log}");
     assert!(log.contains("torn tail"), "{log}");
 }
 
