@@ -240,6 +240,7 @@ enum Verdict {
         at: u64,
         records: u64,
         file_len: u64,
+        appendable: bool,
         damaged: Vec<DamagedRange>,
     },
     Discard {
@@ -329,8 +330,10 @@ impl Log {
                     at,
                     records,
                     file_len,
+                    appendable: a,
                     damaged,
                 } => {
+                    appendable = a;
                     recovery.damaged.extend(keep_copies(&dir, damaged));
                     let file = ops
                         .open(&path)
@@ -815,6 +818,7 @@ fn inspect(
             at,
             records,
             file_len,
+            appendable: header_ok && version == Version::V2,
             damaged,
         }));
     }
