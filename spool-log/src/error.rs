@@ -10,22 +10,14 @@ use std::path::PathBuf;
 /// [`SpoolError::Corrupt`] for damage discovered while reading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Damage {
-    /// The segment file starts with neither `HPSPOOL2` nor `HPSPOOL1`, and no
-    /// valid record could be found in it.
+    /// The segment file starts with neither `HPSPOOL2` nor `HPSPOOL1` (its
+    /// records, if any valid one is found, are still read).
     BadHeader,
     /// No record marker where a record should start (`HPSPOOL2` segments).
     NoMarker,
     /// A valid record whose sequence number is not above the one before it:
     /// a copy of earlier bytes (a misdirected or repeated write).
     Duplicate {
-        /// The record's sequence number.
-        seq: u64,
-        /// The sequence number of the record delivered before it.
-        after: u64,
-    },
-    /// A valid record whose sequence number skips ahead of the record
-    /// before it in the same segment: a copy of later bytes.
-    OutOfSequence {
         /// The record's sequence number.
         seq: u64,
         /// The sequence number of the record delivered before it.
@@ -65,15 +57,10 @@ pub enum Damage {
 impl fmt::Display for Damage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
-            Damage::BadHeader => f.write_str(
-                "segment header is not HPSPOOL2 or HPSPOOL1 and no valid record follows",
-            ),
+            Damage::BadHeader => f.write_str("segment header is neither HPSPOOL2 nor HPSPOOL1"),
             Damage::NoMarker => f.write_str("no record marker"),
             Damage::Duplicate { seq, after } => {
                 write!(f, "record {seq} repeated after record {after}")
-            }
-            Damage::OutOfSequence { seq, after } => {
-                write!(f, "record {seq} out of place after record {after}")
             }
             Damage::TruncatedHeader { remaining } => {
                 write!(f, "record header cut short ({remaining} bytes left)")

@@ -82,27 +82,24 @@
 //! reading (Reader, recovery, SegmentEntries: one walker), from a record start,
 //! L = the seq of the last record this walk delivered (carried across segments):
 //!   valid record = marker, len <= MAX_RECORD and within the segment, crc matches
-//!   delivered if  seq = L + 1, or L unknown (a reader's first record), or seq
-//!                 > L + 1 and no valid record with a seq in (L, seq) follows in
-//!                 the segment (else it is a copy of later bytes: OutOfSequence;
-//!                 a gap is normal where a segment was removed or quarantined)
+//!   delivered if  seq > L, or L unknown (a reader's first record)
 //!   seq <= L      is a copy of earlier bytes (Damage::Duplicate): skipped
 //!   anything else at the expected start opens a DAMAGED RANGE, which ends at
 //!   the resynchronisation point:
 //!
-//! resynchronisation after damage at d: among the offsets p > d in the segment
-//!     where the 4 marker bytes occur (HPSPOOL1: every offset), len is plausible
-//!     (<= MAX_RECORD, fits before the segment's end) and the crc matches, the one
-//!     whose seq is lowest above L (the earliest on a tie; the earliest when L is
-//!     unknown). So a copy of later bytes never hides intact records between.
-//!     No such p: the range runs to the segment's end; reading goes on with
-//!     the next segment. A false resync needs a 32-bit marker and a 32-bit CRC
-//!     to match by chance (2^-64 per offset) with a plausible length. HPSPOOL1
-//!     has no marker: 2^-32 per offset with a plausible length, and the search
-//!     hashes at most 64 MiB per range.
-//!   Not covered: a copy of NEWER records written over older ones (a misdirected
-//!     write from a later segment into an earlier one) passes for those records;
-//!     the older records after it, in later segments, then read as duplicates.
+//! resynchronisation after damage at d: the first offset p > d in the segment
+//!     where the 4 marker bytes occur (HPSPOOL1: any offset), len is plausible
+//!     (<= MAX_RECORD, fits before the segment's end), the crc matches and
+//!     seq > L. No such p: the range runs to the segment's end; reading goes on
+//!     with the next segment. A false resync needs a 32-bit marker and a 32-bit
+//!     CRC to match by chance (2^-64 per offset) with a plausible length.
+//!     HPSPOOL1 has no marker: 2^-32 per offset with a plausible length, and
+//!     the search hashes at most 64 MiB per range.
+//!   So every record whose bytes are intact is delivered once, in order, when
+//!     damage flips, zeroes, cuts or repeats earlier bytes (tests/damage.rs).
+//!     Not covered: a copy of NEWER records written over older ones (a
+//!     misdirected write from a later segment into an earlier one) passes for
+//!     those records, and the records between then read as duplicates.
 //!   records lost in a range = next seq - L - 1 when both are known within the
 //!     segment (exact, even for destroyed headers); else the markers found in
 //!     it (at least 1 unless it is a duplicate), a lower bound.

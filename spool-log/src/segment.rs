@@ -9,7 +9,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 
 use crate::error::Damage;
-use crate::format::{RECORD_MARKER, SEGMENT_HEADER_LEN, Version};
+use crate::format::{RECORD_HEADER_LEN, RECORD_MARKER, SEGMENT_HEADER_LEN, Version};
 
 /// Bytes read from the file at a time (records smaller than this are served
 /// from the window without another `pread`).
@@ -146,6 +146,19 @@ impl SegmentFile {
         Ok(self.win.get(start..end))
     }
 
+    /// The bytes from `p` to the end of the window, reloading it at `p`
+    /// unless it holds at least a record header's worth from there; `None`
+    /// if the file ends first.
+    fn window_from(&mut self, p: u64) -> io::Result<Option<&[u8]>> {
+        let win_end = self.win_start + self.win.len() as u64;
+        if p >= self.win_start && p + RECORD_HEADER_LEN <= win_end {
+            let start = usize::try_from(p - self.win_start).unwrap_or(usize::MAX);
+            return Ok(self.win.get(start..));
+        }
+        let n = WINDOW.min(self.end.saturating_sub(p));
+        self.slice(p, n)
+    }
+
     /// Checks for a record at `off`.
     fn check(&mut self, off: u64) -> io::Result<Check> {
         let hl = self.version.header_len();
@@ -189,31 +202,27 @@ impl SegmentFile {
         })
     }
 
-    /// Where reading resumes at or after `from`: among the valid records
-    /// acceptable after `last` (see [`acceptable`]), the one with the lowest
-    /// sequence number (the earliest on a tie), with its sequence number.
-    /// Choosing the lowest number rather than the first found means a copy
-    /// of later bytes within the segment never hides the intact records
-    /// between. Stops early at `last + 1`, which nothing can beat. Without
-    /// `last` (or in `HPSPOOL1`): the earliest valid record.
+    /// Where reading resumes at or after `from`: the first offset holding a
+    /// valid record acceptable after `last` (see [`acceptable`]), with its
+    /// sequence number.
     fn find_valid(
         &mut self,
         from: u64,
         last: Option<u64>,
     ) -> io::Result<Option<(u64, Option<u64>)>> {
-        let hl = self.version.header_len();
+        let version = self.version;
+        let hl = version.header_len();
         let mut budget = V1_RESYNC_BUDGET;
-        let mut best: Option<(u64, Option<u64>)> = None;
         let mut p = from;
         while p + hl <= self.end {
             // Next candidate: a marker (V2), or any offset with a plausible
             // length within the budget (V1).
             let candidate = match self.version {
                 Version::V2 => {
-                    let n = WINDOW.min(self.end - p);
-                    let Some(window) = self.slice(p, n)? else {
+                    let Some(window) = self.window_from(p)? else {
                         break;
                     };
+                    let n = window.len() as u64;
                     match window.windows(4).position(|w| w == RECORD_MARKER) {
                         Some(i) => p + i as u64,
                         None => {
@@ -240,24 +249,24 @@ impl SegmentFile {
                     }
                 }
             };
+            // A copy of a delivered record is not worth a checksum.
+            if let (Some(l), Some(bytes)) = (last, self.slice(candidate, hl)?)
+                && version
+                    .decode(bytes)
+                    .and_then(|h| h.seq)
+                    .is_some_and(|seq| seq <= l)
+            {
+                p = candidate + 1;
+                continue;
+            }
             if let Check::Valid { seq, .. } = self.check(candidate)?
                 && acceptable(seq, last)
             {
-                // Without a last record to compare with (a reader's first,
-                // or HPSPOOL1), the earliest valid record.
-                let (Some(s), Some(_)) = (seq, last) else {
-                    return Ok(Some((candidate, seq)));
-                };
-                if last.is_some_and(|l| s == l.saturating_add(1)) {
-                    return Ok(Some((candidate, seq)));
-                }
-                if best.is_none_or(|(_, b)| b.is_some_and(|b| s < b)) {
-                    best = Some((candidate, seq));
-                }
+                return Ok(Some((candidate, seq)));
             }
             p = candidate + 1;
         }
-        Ok(best)
+        Ok(None)
     }
 
     /// Record markers in `[from, to)`: the records whose headers survive in
@@ -317,9 +326,6 @@ pub(crate) struct Walker {
     /// A record of this segment was delivered: the next one must carry
     /// `last_seq + 1` (at a segment's start, anything above `last_seq`).
     delivered_here: bool,
-    /// The walker just skipped a damaged range: the record at `offset` was
-    /// accepted by the resynchronisation bound, not `last_seq + 1`.
-    after_gap: bool,
 }
 
 impl Walker {
@@ -329,7 +335,6 @@ impl Walker {
             offset: offset.max(SEGMENT_HEADER_LEN),
             last_seq,
             delivered_here: false,
-            after_gap: false,
         }
     }
 
@@ -349,24 +354,8 @@ impl Walker {
                     seq: s,
                     after: last,
                 },
-                // Not the next number: a lower-numbered valid record further
-                // on means this one is a copy of later bytes.
-                (Some(s), Some(last))
-                    if !self.after_gap
-                        && s != last + 1
-                        && self
-                            .seg
-                            .find_valid(at, self.last_seq)?
-                            .is_some_and(|(p, _)| p != at) =>
-                {
-                    Damage::OutOfSequence {
-                        seq: s,
-                        after: last,
-                    }
-                }
                 _ => {
                     self.delivered_here = true;
-                    self.after_gap = false;
                     self.offset = at + total;
                     self.last_seq = seq.or(self.last_seq);
                     return Ok(Some(Item::Record {
@@ -385,10 +374,7 @@ impl Walker {
             _ if self.seg.version == Version::V1 => 1,
             _ => {
                 let markers = self.seg.markers(at, resume)?;
-                if matches!(
-                    damage,
-                    Damage::Duplicate { .. } | Damage::OutOfSequence { .. }
-                ) {
+                if matches!(damage, Damage::Duplicate { .. }) {
                     markers.saturating_sub(1)
                 } else {
                     markers.max(1)
@@ -396,7 +382,6 @@ impl Walker {
             }
         };
         self.offset = resume;
-        self.after_gap = true;
         Ok(Some(Item::Damaged {
             offset: at,
             bytes: resume - at,

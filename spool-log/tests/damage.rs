@@ -146,6 +146,13 @@ fn run(max: u64, records: Vec<Vec<u8>>, faults: Vec<Fault>) {
     let last_id = *ids.last().unwrap();
     let header_intact = |id: u64| now(id).get(..8) == original(id).get(..8);
 
+    if let Ok(keep) = std::env::var("KEEP_DAMAGED") {
+        let _ = fs::remove_dir_all(&keep);
+        fs::create_dir_all(&keep).unwrap();
+        for (id, bytes) in &damaged {
+            fs::write(segment_path(Path::new(&keep), *id), bytes).unwrap();
+        }
+    }
     let (log, recovery) = Log::open(dir, options()).unwrap();
     let mut delivered: Vec<usize> = Vec::new();
     let mut skipped_bytes: BTreeMap<u64, u64> = BTreeMap::new();
@@ -252,7 +259,13 @@ fn extra() -> impl Strategy<Value = Vec<u8>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: 300,
+        failure_persistence: Some(Box::new(
+            proptest::test_runner::FileFailurePersistence::Direct("tests/damage.proptest-regressions"),
+        )),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn intact_records_survive_any_damage(

@@ -101,9 +101,17 @@ fn a_damaged_spool_loses_only_the_damaged_record_and_the_reporter_serves_on() {
     assert!(ok, "{err}");
     let status: serde_json::Value = serde_json::from_str(&out).unwrap();
     // The damaged record is skipped and counted; its segment stays live.
-    assert_eq!(status["quarantined"].as_array().map(Vec::len), None, "{status}");
+    assert_eq!(
+        status["quarantined"].as_array().map(Vec::len),
+        None,
+        "{status}"
+    );
     assert_eq!(status["skippedRecords"].as_str(), Some("1"), "{status}");
-    assert_eq!(status["damaged"].as_array().map(Vec::len), Some(1), "{status}");
+    assert_eq!(
+        status["damaged"].as_array().map(Vec::len),
+        Some(1),
+        "{status}"
+    );
     assert!(
         status["truncatedBytes"]
             .as_str()
