@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Damage, SpoolError};
 use crate::format::{SEGMENT_HEADER_LEN, Version};
-use crate::segment::{Item, SegmentFile, Walker};
+use crate::segment::{SegmentFile, Walker};
 
 /// What [`SegmentEntries`] finds, in file order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,26 +104,7 @@ impl Iterator for SegmentEntries {
             }));
         }
         match self.walker.next() {
-            Ok(Some(Item::Record {
-                offset,
-                seq,
-                payload,
-            })) => Some(Ok(Entry::Record {
-                offset,
-                seq,
-                payload,
-            })),
-            Ok(Some(Item::Damaged {
-                offset,
-                bytes,
-                records,
-                damage,
-            })) => Some(Ok(Entry::Damaged {
-                offset,
-                bytes,
-                records,
-                damage,
-            })),
+            Ok(Some(entry)) => Some(Ok(entry)),
             Ok(None) => {
                 self.done = true;
                 None

@@ -9,6 +9,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::entries::Entry;
 use crate::error::{Damage, SpoolError};
 use crate::format::{
     DEFAULT_SEGMENT_MAX_BYTES, LOCK_FILE, MAX_RECORD, Position, QUARANTINE_DIR, RECORD_HEADER_LEN,
@@ -16,7 +17,7 @@ use crate::format::{
     parse_quarantined_name, parse_segment_name, segment_file_name,
 };
 use crate::reader::Reader;
-use crate::segment::{Item, SegmentFile, Walker};
+use crate::segment::{SegmentFile, Walker};
 
 /// The file operations the writer performs, as a seam for fault injection.
 ///
@@ -784,11 +785,11 @@ fn inspect(
     }
     while let Some(item) = walker.next()? {
         match item {
-            Item::Record { seq, .. } => {
+            Entry::Record { seq, .. } => {
                 records += 1;
                 seqs.max = seqs.max.max(seq);
             }
-            Item::Damaged {
+            Entry::Damaged {
                 offset,
                 bytes,
                 records: lost,

@@ -5,9 +5,10 @@ use std::io;
 use std::iter::FusedIterator;
 use std::path::PathBuf;
 
+use crate::entries::Entry;
 use crate::error::SpoolError;
 use crate::format::{Position, SEGMENT_HEADER_LEN, segment_file_name};
-use crate::segment::{Item, SegmentFile, Walker};
+use crate::segment::{SegmentFile, Walker};
 
 /// Iterates over the records of a [`Log`](crate::Log) from a position to the
 /// end the log had when the reader was made (see [`Log::read_from`](crate::Log::read_from)).
@@ -118,10 +119,10 @@ impl Reader {
             self.last_seq = walker.last_seq;
             match item {
                 None => self.pos.offset = len,
-                Some(Item::Record {
+                Some(Entry::Record {
                     offset, payload, ..
                 }) => return Ok(Some((Position::new(id, offset), payload))),
-                Some(Item::Damaged {
+                Some(Entry::Damaged {
                     offset,
                     bytes,
                     records,

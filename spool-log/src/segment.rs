@@ -8,6 +8,7 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 
+use crate::entries::Entry;
 use crate::error::Damage;
 use crate::format::{RECORD_HEADER_LEN, RECORD_MARKER, SEGMENT_HEADER_LEN, Version};
 
@@ -42,24 +43,6 @@ enum Check {
         total: u64,
     },
     Bad(Damage),
-}
-
-/// What [`Walker::next`] found.
-#[derive(Debug)]
-pub(crate) enum Item {
-    /// A valid record.
-    Record {
-        offset: u64,
-        seq: Option<u64>,
-        payload: Vec<u8>,
-    },
-    /// `[offset, offset + bytes)` holds no deliverable record.
-    Damaged {
-        offset: u64,
-        bytes: u64,
-        records: u64,
-        damage: Damage,
-    },
 }
 
 impl SegmentFile {
@@ -339,7 +322,7 @@ impl Walker {
     }
 
     /// The next record or damaged range; `None` at the end.
-    pub(crate) fn next(&mut self) -> io::Result<Option<Item>> {
+    pub(crate) fn next(&mut self) -> io::Result<Option<Entry>> {
         let at = self.offset;
         if at >= self.seg.end {
             return Ok(None);
@@ -358,7 +341,7 @@ impl Walker {
                     self.delivered_here = true;
                     self.offset = at + total;
                     self.last_seq = seq.or(self.last_seq);
-                    return Ok(Some(Item::Record {
+                    return Ok(Some(Entry::Record {
                         offset: at,
                         seq,
                         payload,
@@ -382,7 +365,7 @@ impl Walker {
             }
         };
         self.offset = resume;
-        Ok(Some(Item::Damaged {
+        Ok(Some(Entry::Damaged {
             offset: at,
             bytes: resume - at,
             records,
