@@ -50,6 +50,22 @@ fn record(n: u64) -> Vec<u8> {
     .encode_to_vec()
 }
 
+/// A gatherer of node n1 sending its `load` rows every `interval`.
+fn gatherer(port: u16, interval: &str, log_dir: &Path) -> Daemon {
+    let reporter = format!("http://127.0.0.1:{port}");
+    let args = [
+        "--reporter",
+        &reporter,
+        "--collectors",
+        "load",
+        "--interval",
+        interval,
+        "--node-id",
+        "n1",
+    ];
+    Daemon::start("gatherer", &s(&args), log_dir)
+}
+
 fn segments(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut v: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
@@ -163,20 +179,7 @@ fn sigterm_stores_everything_acknowledged_before_exiting() {
     args.push(dir.path().join("hostpulse.db").display().to_string());
     let r = Daemon::start("reporter", &args, dir.path());
     wait_listening(port);
-    let g = Daemon::start(
-        "gatherer",
-        &s(&[
-            "--reporter",
-            &format!("http://127.0.0.1:{port}"),
-            "--collectors",
-            "load",
-            "--interval",
-            "50ms",
-            "--node-id",
-            "n1",
-        ]),
-        dir.path(),
-    );
+    let g = gatherer(port, "50ms", dir.path());
     wait_for(Duration::from_secs(20), "rows flowing", || {
         sink_rows(&sink).table("hostpulse_self").len() >= 10
     });
@@ -266,20 +269,7 @@ fn acknowledged_batches_around_damage_reach_the_store_after_kill9() {
     args.extend(s(&["--spool-dir", &spool_arg]));
     let r = Daemon::start("reporter", &args, dir.path());
     wait_listening(port);
-    let g = Daemon::start(
-        "gatherer",
-        &s(&[
-            "--reporter",
-            &format!("http://127.0.0.1:{port}"),
-            "--collectors",
-            "load",
-            "--interval",
-            "20ms",
-            "--node-id",
-            "n1",
-        ]),
-        dir.path(),
-    );
+    let g = gatherer(port, "20ms", dir.path());
     wait_for(Duration::from_secs(30), "batches acknowledged", || {
         number(&status(port)["appendedBatches"]) >= 80
     });
