@@ -566,8 +566,6 @@ impl Spool {
             ("spool_appended_batches_total", status.appended_batches),
             ("spool_refused_batches_total", m.refused_full.get()),
             ("spool_io_errors_total", m.io_errors.get()),
-            ("spool_skipped_bytes_total", status.skipped_bytes),
-            ("spool_skipped_records_total", status.skipped_records),
         ];
         let stores = status
             .sinks
