@@ -306,8 +306,9 @@ pub(crate) struct Walker {
     /// The sequence number of the last record delivered (across segments
     /// when the caller carries it over).
     pub(crate) last_seq: Option<u64>,
-    /// A record of this segment was delivered: the next one must carry
-    /// `last_seq + 1` (at a segment's start, anything above `last_seq`).
+    /// A record of this segment was delivered, so the records lost in a
+    /// damaged range are the gap in sequence numbers around it (at a
+    /// segment's start they are not: a segment before may be gone).
     delivered_here: bool,
 }
 
