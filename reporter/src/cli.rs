@@ -9,7 +9,12 @@ use clap::Parser;
 /// hostpulse reporter: accepts gatherer streams over gRPC, stores every batch
 /// before acknowledging it, pushes configuration to gatherers.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "reporter", version, max_term_width = 100)]
+#[command(
+    name = "reporter",
+    version,
+    max_term_width = 100,
+    after_help = "Spool tools: `reporter spool inspect FILE`, `reporter spool replay FILE --spool-dir DIR` (see `reporter spool --help`)."
+)]
 pub struct Args {
     /// Address to serve gRPC on (Ingest, Admin, health, reflection).
     #[arg(long, env = "HOSTPULSE_LISTEN", default_value = "0.0.0.0:8675")]

@@ -26,6 +26,9 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
 fn main() -> ExitCode {
+    if let Some(code) = reporter::spool::inspect::run_if_invoked() {
+        return code;
+    }
     let loaded = match daemon::settings::<Args>(&[config::SECTION]) {
         Ok(l) => l,
         Err(code) => return code,

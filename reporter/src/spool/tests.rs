@@ -19,11 +19,13 @@ struct Scripted {
     unavailable: Arc<AtomicUsize>,
     /// Reject batches whose `tasks` value is this.
     reject: Option<u64>,
+    /// The store's name (cursor file), "scripted" by default.
+    name: Option<&'static str>,
 }
 
 impl Store for Scripted {
     fn name(&self) -> &'static str {
-        "scripted"
+        self.name.unwrap_or("scripted")
     }
 
     fn write(&mut self, batches: &[Arc<AcceptedBatch>]) -> Result<(), StoreError> {
@@ -270,5 +272,74 @@ async fn one_bad_row_costs_only_itself_in_a_real_store() {
         0,
         "not wholly delivered"
     );
+    spool.shutdown(Duration::from_secs(1));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bytes_rotting_after_open_cost_one_record_counted_once_for_two_stores() {
+    use std::os::unix::fs::FileExt;
+    let dir = tempfile::tempdir().unwrap();
+    let stores = [("one", Scripted::default()), ("two", Scripted::default())].map(|(name, s)| {
+        // Down, so both drainers hold batch 1 while the rest is written.
+        s.unavailable.store(usize::MAX, Ordering::SeqCst);
+        Scripted {
+            name: Some(name),
+            ..s
+        }
+    });
+    let spool = Spool::open(
+        SpoolOptions {
+            dir: dir.path().to_path_buf(),
+            max_bytes: 1 << 20,
+        },
+        stores
+            .iter()
+            .map(|s| Box::new(s.clone()) as Box<dyn Store>)
+            .collect(),
+    )
+    .unwrap();
+    let mut dict = Dictionary::new();
+    spool.write(batch(&mut dict, 1)).await.unwrap();
+    wait("both drainers retrying batch 1", || {
+        spool.status().sinks.iter().all(|s| s.failing_attempts > 0)
+    });
+    for n in 2..=10 {
+        spool.write(batch(&mut dict, n)).await.unwrap();
+    }
+    // Rot in the middle of batch 5's record, after the spool opened.
+    let seg = dir.path().join("00000000000000000001.seg");
+    let records: Vec<(u64, usize)> = hostpulse_spool::SegmentEntries::open(&seg)
+        .unwrap()
+        .map(|e| match e.unwrap() {
+            hostpulse_spool::Entry::Record {
+                offset, payload, ..
+            } => (offset, payload.len()),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    let (offset, len) = records[4];
+    let file = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
+    file.write_all_at(b"rot", offset + 20 + len as u64 / 2)
+        .unwrap();
+    for s in &stores {
+        s.unavailable.store(0, Ordering::SeqCst);
+    }
+    for s in &stores {
+        wait("the intact batches delivered", || {
+            s.got.lock().unwrap().len() == 9
+        });
+        assert_eq!(*s.got.lock().unwrap(), [1, 2, 3, 4, 6, 7, 8, 9, 10]);
+    }
+    let status = spool.status();
+    assert_eq!(status.skipped_records, 1, "{status:?}");
+    assert_eq!(status.skipped_bytes, 20 + len as u64);
+    assert_eq!(status.damaged.len(), 1, "counted once for both stores");
+    assert!(status.damaged[0].found.starts_with("while draining into"));
+    let copy = std::path::Path::new(&status.damaged[0].copy);
+    assert_eq!(
+        copy.file_name().unwrap().to_str().unwrap(),
+        format!("00000000000000000001.seg.at-{offset}")
+    );
+    assert!(copy.exists());
     spool.shutdown(Duration::from_secs(1));
 }
