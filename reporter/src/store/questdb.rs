@@ -1525,9 +1525,9 @@ error in line 1: table: cpu, column: usage_percent; cast error from protocol typ
             let keys_at = tail.find(" DEDUP UPSERT KEYS(").unwrap();
             let clauses = &tail[..keys_at];
             assert!(
-                clauses == ") TIMESTAMP(ts) PARTITION BY DAY WAL TTL 30 DAYS"
+                clauses == ") TIMESTAMP(ts) PARTITION BY DAY TTL 30 DAYS WAL"
                     || (table == "\"node_info\""
-                        && clauses == ") TIMESTAMP(ts) PARTITION BY MONTH WAL TTL 2 YEARS"),
+                        && clauses == ") TIMESTAMP(ts) PARTITION BY MONTH TTL 2 YEARS WAL"),
                 "{table}: {clauses}"
             );
             let keys = tail[keys_at + 19..].trim_end_matches(')');
