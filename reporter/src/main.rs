@@ -19,6 +19,7 @@ use reporter::spool::{Spool, SpoolOptions};
 use reporter::store::Store;
 use reporter::store::jsonl::JsonlStore;
 use reporter::store::questdb::{self, QuestDbStore};
+use reporter::store::questdb_schema::{CheckedStore, SchemaMode, SchemaWatch, SqlCatalog};
 use reporter::store::sqlite::SqliteStore;
 use reporter::tail::Tail;
 use tokio::signal::unix::{SignalKind, signal};
@@ -121,6 +122,7 @@ async fn run(args: Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let mut questdb_schema = None;
     let (sink, spool): (Arc<dyn Sink>, Option<Arc<Spool>>) = if args.sink == "null" {
         (Arc::new(NullSink), None)
     } else {
@@ -132,12 +134,14 @@ async fn run(args: Args) -> ExitCode {
             let args = args.clone();
             // Opening stores may talk to a database (schema): not on the runtime.
             tokio::task::spawn_blocking(move || {
-                let stores = build_stores(&args).map_err(|e| (2u8, e))?;
-                Spool::open(options, stores).map_err(|e| (1u8, e.to_string()))
+                let (stores, watch) = build_stores(&args).map_err(|e| (2u8, e))?;
+                let spool = Spool::open(options, stores).map_err(|e| (1u8, e.to_string()))?;
+                Ok((spool, watch))
             })
         };
         match setup.await {
-            Ok(Ok(spool)) => {
+            Ok(Ok((spool, watch))) => {
+                questdb_schema = watch;
                 let spool = Arc::new(spool);
                 (Arc::clone(&spool) as Arc<dyn Sink>, Some(spool))
             }
@@ -229,6 +233,7 @@ async fn run(args: Args) -> ExitCode {
                 tracing::info!(listen = %addr, "admin port: /metrics, /healthz, grpc.health.v1");
                 let report = Arc::new(ReporterReport {
                     shared: Arc::clone(&shared),
+                    questdb_schema: questdb_schema.clone(),
                 });
                 let mut routes =
                     tonic::service::Routes::new(server::health_service(&options.health));
@@ -345,8 +350,10 @@ async fn handle_signals(
 }
 
 /// The stores the spool drains into, from the command line: SQLite unless
-/// --questdb is given or --sqlite is `none`, plus QuestDB and JSON lines when asked.
-fn build_stores(args: &Args) -> Result<Vec<Box<dyn Store>>, String> {
+/// --questdb is given or --sqlite is `none`, plus QuestDB and JSON lines when
+/// asked; and the QuestDB store's schema verdict.
+fn build_stores(args: &Args) -> Result<(Vec<Box<dyn Store>>, Option<SchemaWatch>), String> {
+    let mut watch = None;
     let mut stores: Vec<Box<dyn Store>> = Vec::new();
     let sqlite = match args.sqlite.as_deref() {
         Some("none") => None,
@@ -361,17 +368,32 @@ fn build_stores(args: &Args) -> Result<Vec<Box<dyn Store>>, String> {
     }
     if let Some(conf) = &args.questdb {
         let store = QuestDbStore::new(conf).map_err(|e| format!("--questdb: {e}"))?;
-        if args.questdb_apply_schema {
-            match questdb::apply_schema(conf, questdb::SCHEMA_SQL) {
-                Ok(()) => tracing::info!("QuestDB schema applied"),
-                // The database may be down at start: the spool covers that,
-                // and the sink's rows create their tables on the fly anyway.
-                Err(e) => {
-                    tracing::error!(error = %e, "could not apply the QuestDB schema; tables will be created by the first rows")
-                }
-            }
+        let mode = if args.questdb_apply_schema {
+            SchemaMode::Apply
+        } else {
+            args.questdb_schema.parse::<SchemaMode>()?
+        };
+        if mode == SchemaMode::Off {
+            stores.push(Box::new(store));
+        } else {
+            // The first check (and, with apply, the tables) now, so the log
+            // says at start what is wrong; the store keeps checking itself.
+            let catalog = SqlCatalog::new(conf).map_err(|e| {
+                format!(
+                    "--questdb with --questdb-schema {}: {e}",
+                    args.questdb_schema
+                )
+            })?;
+            let mut checked = CheckedStore::new(
+                Box::new(store),
+                Box::new(catalog),
+                mode,
+                questdb::SCHEMA_SQL,
+            )?;
+            checked.check();
+            watch = Some(checked.watch());
+            stores.push(Box::new(checked));
         }
-        stores.push(Box::new(store));
     }
     if let Some(target) = &args.jsonl {
         let store = JsonlStore::open(target).map_err(|e| format!("--jsonl {target}: {e}"))?;
@@ -380,7 +402,7 @@ fn build_stores(args: &Args) -> Result<Vec<Box<dyn Store>>, String> {
     if stores.is_empty() {
         return Err("no store to drain the spool into: give --sqlite, --questdb or --jsonl".into());
     }
-    Ok(stores)
+    Ok((stores, watch))
 }
 
 fn hostname() -> String {

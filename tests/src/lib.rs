@@ -472,8 +472,10 @@ impl tonic::codec::Decoder for RawCodec {
 }
 
 /// A real VictoriaMetrics (Debian package `victoria-metrics`) on 127.0.0.1,
-/// taking InfluxDB line protocol on `/write`: the stand-in for QuestDB in
-/// tests. Killed on drop; `stop` and `start` keep its port and data.
+/// taking InfluxDB line protocol on `/write`: the second line-protocol server
+/// the QuestDB store is tested with (reporters writing to it need
+/// `--questdb-schema off`: it has no SQL endpoint). Killed on drop; `stop`
+/// and `start` keep its port and data.
 pub struct Tsdb {
     /// Its HTTP port.
     pub port: u16,

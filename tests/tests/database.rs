@@ -1,7 +1,8 @@
 //! The reporter's promise against a real database: once a batch is
 //! acknowledged it reaches the database, whatever fails in between.
-//! VictoriaMetrics stands in for QuestDB (both take line protocol); the
-//! embedded SQLite store is checked with the `sqlite3` command.
+//! VictoriaMetrics is the second line-protocol server the QuestDB store
+//! writes to (QuestDB itself: `questdb.rs`); the embedded SQLite store is
+//! checked with the `sqlite3` command.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -16,6 +17,8 @@ fn s(list: &[&str]) -> Vec<String> {
 fn reporter(port: u16, dir: &Path, extra: &[&str]) -> Daemon {
     let mut args = s(&["--listen", &format!("127.0.0.1:{port}"), "--spool-dir"]);
     args.push(dir.join("spool").display().to_string());
+    // VictoriaMetrics has no SQL endpoint to check a QuestDB schema with.
+    args.extend(s(&["--questdb-schema", "off"]));
     args.extend(s(extra));
     let d = Daemon::start("reporter", &args, dir);
     wait_listening(port);

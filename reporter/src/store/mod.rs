@@ -22,6 +22,7 @@ use crate::sink::AcceptedBatch;
 
 pub mod jsonl;
 pub mod questdb;
+pub mod questdb_schema;
 pub mod sqlite;
 
 /// Why a store did not take batches.

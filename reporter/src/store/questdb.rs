@@ -172,6 +172,8 @@ const MAX_INIT_BUF_SIZE: usize = 16 * 1024 * 1024;
 const KEEP_BUFFER_BYTES: usize = 8 * 1024 * 1024;
 /// How much of an error response is read.
 const ERROR_BODY_LIMIT: u64 = 64 * 1024;
+/// How much of a query's answer is read (`tables()`, `show columns`).
+const QUERY_BODY_LIMIT: u64 = 16 * 1024 * 1024;
 /// How much of a server's message goes into an error.
 const MESSAGE_LIMIT: usize = 2000;
 
@@ -765,6 +767,12 @@ impl Http {
 
     /// Runs one SQL statement through `/exec`.
     fn exec(&self, number: usize, sql: &str) -> Result<(), SchemaError> {
+        self.query(number, sql).map(drop)
+    }
+
+    /// Runs one SQL statement through `/exec` and returns the server's JSON
+    /// answer as text.
+    fn query(&self, number: usize, sql: &str) -> Result<String, SchemaError> {
         let mut request = self
             .agent
             .get(format!("{}/exec", self.endpoint))
@@ -780,8 +788,16 @@ impl Http {
             Ok(mut response) => {
                 let status = response.status();
                 if status.is_success() {
-                    let _ = response.body_mut().read_to_vec();
-                    return Ok(());
+                    return response
+                        .body_mut()
+                        .with_config()
+                        .limit(QUERY_BODY_LIMIT)
+                        .read_to_string()
+                        .map_err(|e| SchemaError::Unreachable {
+                            endpoint: self.endpoint.clone(),
+                            number,
+                            message: format!("reading the answer: {e}"),
+                        });
                 }
                 let text = read_error_body(response.body_mut());
                 Err(SchemaError::Refused {
@@ -1219,24 +1235,15 @@ impl Store for QuestDbStore {
 /// statement the server refuses. Meant for [`SCHEMA_SQL`], whose statements
 /// are all `CREATE TABLE IF NOT EXISTS`: applying it again changes nothing.
 pub fn apply_schema(conf: &str, sql: &str) -> Result<(), SchemaError> {
-    let settings = Settings::parse(conf)?;
-    if !settings.scheme.is_http() {
-        return Err(QuestDbConfigError::new(format!(
-            "the schema is applied through QuestDB's HTTP SQL endpoint (/exec); give an http:: or \
-             https:: configuration for the same server (port 9000 by default), not {}::",
-            settings.scheme.name()
-        ))
-        .into());
-    }
+    let endpoint = SqlEndpoint::new(conf)?;
     let statements = split_sql(sql);
     if statements.is_empty() {
         return Err(SchemaError::Empty);
     }
-    let http = Http::new(&settings);
     for (i, statement) in statements.iter().enumerate() {
-        http.exec(i + 1, statement)?;
+        endpoint.http.exec(i + 1, statement)?;
         tracing::info!(
-            endpoint = http.endpoint,
+            endpoint = endpoint.http.endpoint,
             "applied SQL statement {}/{}: {}",
             i + 1,
             statements.len(),
@@ -1246,9 +1253,54 @@ pub fn apply_schema(conf: &str, sql: &str) -> Result<(), SchemaError> {
     Ok(())
 }
 
+/// QuestDB's HTTP SQL endpoint (`/exec`) at the address, with the
+/// credentials and TLS settings of a configuration string: what applies and
+/// checks the schema ([`apply_schema`], [`super::questdb_schema`]).
+pub struct SqlEndpoint {
+    http: Http,
+}
+
+impl fmt::Debug for SqlEndpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqlEndpoint")
+            .field("endpoint", &self.http.endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqlEndpoint {
+    /// Checks `conf`, which must be `http::` or `https::` (the SQL endpoint is
+    /// HTTP). Connects to nothing.
+    pub fn new(conf: &str) -> Result<Self, SchemaError> {
+        let settings = Settings::parse(conf)?;
+        if !settings.scheme.is_http() {
+            return Err(QuestDbConfigError::new(format!(
+                "the schema is applied and checked through QuestDB's HTTP SQL endpoint (/exec); \
+                 give an http:: or https:: configuration for the same server (port 9000 by \
+                 default), not {}::",
+                settings.scheme.name()
+            ))
+            .into());
+        }
+        Ok(SqlEndpoint {
+            http: Http::new(&settings),
+        })
+    }
+
+    /// `scheme://host:port`, for messages.
+    pub fn endpoint(&self) -> &str {
+        &self.http.endpoint
+    }
+
+    /// Runs one statement and returns the server's JSON answer as text.
+    pub fn query(&self, sql: &str) -> Result<String, SchemaError> {
+        self.http.query(1, sql)
+    }
+}
+
 /// Splits SQL text into statements: at `;` outside quotes, comments
 /// removed, runs of white space made one space.
-fn split_sql(sql: &str) -> Vec<String> {
+pub(crate) fn split_sql(sql: &str) -> Vec<String> {
     #[derive(PartialEq)]
     enum State {
         Code,
