@@ -381,7 +381,7 @@ pub fn compare(
             .filter(|c| c.upsert_key)
             .map(|c| c.name.clone())
             .collect();
-        if !got.dedup {
+        if !got.dedup || found_keys.is_empty() {
             problems.push(problem(Problem::NoDedup, dedup_fix));
         } else if found_keys
             .iter()
