@@ -12,14 +12,23 @@
 //!   ids of their own and the schema's tables) use it; tests that stop,
 //!   restart or damage their server ([`Need::Own`]) still need the jar.
 //!
+//! A QuestDB the test started is restarted on new ports (a listening port
+//! closed with connections in TIME_WAIT cannot be bound again at once, and
+//! QuestDB does not set SO_REUSEADDR), so the reporter reaches it through a
+//! [`Forwarder`] on a port that stays: [`QuestDb::conf`]. While QuestDB is
+//! stopped, the forwarder closes every connection it accepts.
+//!
 //! When neither is there, a QuestDB test fails with these instructions,
 //! unless `HOSTPULSE_QUESTDB_SKIP_FILE` names a file: then it appends its name
 //! and why it did not run, and returns. `tests/run.sh` sets that variable only
 //! when it found no QuestDB, and prints the file loudly at the end: a run
 //! never passes silently without QuestDB.
 
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -51,6 +60,66 @@ struct Own {
     jar: PathBuf,
     root: tempfile::TempDir,
     child: Option<Child>,
+    forwarder: Forwarder,
+}
+
+/// A TCP port on 127.0.0.1 whose connections are relayed to another one
+/// (QuestDB's HTTP port of the moment); stops on drop.
+pub struct Forwarder {
+    /// The port that stays.
+    pub port: u16,
+    target: Arc<AtomicU16>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Forwarder {
+    /// Relays to `target` from a new free port.
+    pub fn start(target: u16) -> Forwarder {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a forwarder port");
+        let port = listener.local_addr().expect("its address").port();
+        let target = Arc::new(AtomicU16::new(target));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (to, halt) = (Arc::clone(&target), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if halt.load(Ordering::Relaxed) {
+                    return;
+                }
+                let Ok(client) = client else { continue };
+                let Ok(upstream) = TcpStream::connect(("127.0.0.1", to.load(Ordering::Relaxed)))
+                else {
+                    // QuestDB is down: the client sees its connection closed.
+                    continue;
+                };
+                for (mut from, mut into) in [
+                    (client.try_clone(), upstream.try_clone()),
+                    (upstream.try_clone(), client.try_clone()),
+                ]
+                .into_iter()
+                .filter_map(|(a, b)| Some((a.ok()?, b.ok()?)))
+                {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut into);
+                        let _ = into.shutdown(Shutdown::Write);
+                        let _ = from.shutdown(Shutdown::Read);
+                    });
+                }
+            }
+        });
+        Forwarder { port, target, stop }
+    }
+
+    /// Relays new connections to `target` from now on.
+    pub fn retarget(&self, target: u16) {
+        self.target.store(target, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Forwarder {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
 }
 
 /// The jar to start: `HOSTPULSE_QUESTDB_JAR`, else `../shared/questdb/` beside
@@ -125,15 +194,16 @@ impl QuestDb {
 
     /// Starts the jar on free ports with a fresh root.
     pub fn start(jar: &Path) -> QuestDb {
+        let http_port = free_port();
         let mut q = QuestDb {
-            http_port: free_port(),
+            http_port,
             own: Some(Own {
                 jar: jar.to_path_buf(),
                 root: tempfile::tempdir().expect("a QuestDB root"),
                 child: None,
+                forwarder: Forwarder::start(http_port),
             }),
         };
-        q.write_conf();
         q.resume();
         q
     }
@@ -181,11 +251,21 @@ impl QuestDb {
         std::fs::write(dir.join("server.conf"), conf.join("\n") + "\n").expect("server.conf");
     }
 
-    /// (Re)starts the server on its root and ports; returns once `/exec`
-    /// answers `select 1`.
+    /// (Re)starts the server on its root, on new ports behind the same
+    /// forwarder; returns once `/exec` answers `select 1`.
     pub fn resume(&mut self) {
+        assert!(
+            self.own
+                .as_ref()
+                .expect("a QuestDB started by the test")
+                .child
+                .is_none(),
+            "already running"
+        );
+        self.http_port = free_port();
+        self.write_conf();
         let own = self.own.as_mut().expect("a QuestDB started by the test");
-        assert!(own.child.is_none(), "already running");
+        own.forwarder.retarget(self.http_port);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -269,9 +349,14 @@ impl QuestDb {
         let _ = child.wait();
     }
 
-    /// The questdb-rs configuration string for the reporter.
+    /// The questdb-rs configuration string for the reporter (through the
+    /// forwarder for a server the test started: it survives restarts).
     pub fn conf(&self) -> String {
-        format!("http::addr=127.0.0.1:{};", self.http_port)
+        let port = self
+            .own
+            .as_ref()
+            .map_or(self.http_port, |o| o.forwarder.port);
+        format!("http::addr=127.0.0.1:{port};")
     }
 
     /// Runs `query` through `/exec`: the JSON answer, or QuestDB's error.
