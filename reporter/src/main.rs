@@ -349,10 +349,13 @@ async fn handle_signals(
     let _ = stop.send(());
 }
 
+/// The stores, and the QuestDB store's schema verdict (`None`: not checked).
+type Stores = (Vec<Box<dyn Store>>, Option<SchemaWatch>);
+
 /// The stores the spool drains into, from the command line: SQLite unless
 /// --questdb is given or --sqlite is `none`, plus QuestDB and JSON lines when
 /// asked; and the QuestDB store's schema verdict.
-fn build_stores(args: &Args) -> Result<(Vec<Box<dyn Store>>, Option<SchemaWatch>), String> {
+fn build_stores(args: &Args) -> Result<Stores, String> {
     let mut watch = None;
     let mut stores: Vec<Box<dyn Store>> = Vec::new();
     let sqlite = match args.sqlite.as_deref() {

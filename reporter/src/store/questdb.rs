@@ -1,6 +1,8 @@
 //! The QuestDB store: rows as InfluxDB line protocol (ILP), over HTTP(S) by
 //! preference, or over TCP. Any ILP-over-HTTP server works the same way
-//! (the tests run against VictoriaMetrics).
+//! (the tests run against QuestDB 9.3.5 and VictoriaMetrics). The reporter
+//! wraps it in [`super::questdb_schema::CheckedStore`], which lets it write
+//! only once QuestDB's tables are as the schema wants.
 //!
 //! # Configuration
 //!
@@ -89,8 +91,9 @@
 //! `deploy/questdb/schema.sql` ([`SCHEMA_SQL`]) are WAL tables with
 //! `DEDUP UPSERT KEYS(ts, node, <the family's tags>)`: a row written again
 //! replaces itself, so a replay changes nothing. Apply the schema before the
-//! first write ([`apply_schema`], `reporter --questdb-apply-schema`); a table
-//! that ILP creates on the fly has no dedup keys.
+//! first write ([`apply_schema`], `reporter --questdb-schema apply`); a table
+//! that ILP creates on the fly has no dedup keys, which is why the reporter
+//! checks the tables before writing ([`super::questdb_schema`]).
 //!
 //! # Errors
 //!
