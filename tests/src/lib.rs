@@ -344,6 +344,40 @@ impl Drop for Daemon {
     }
 }
 
+/// Sends `signal` (`TERM`, `KILL`) to `child` and reaps it; kills it if it
+/// is still running after `limit`.
+pub fn end(child: &mut Child, signal: &str, limit: Duration) {
+    let _ = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(child.id().to_string())
+        .status();
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// The last sequence the reporter on `port` acknowledged to its first node
+/// (`Admin.ListNodes`, with grpcurl).
+pub fn last_acked(port: u16) -> u64 {
+    let (ok, out, err) = grpcurl(&[
+        "-plaintext",
+        &format!("127.0.0.1:{port}"),
+        "hostpulse.v1.Admin/ListNodes",
+    ]);
+    assert!(ok, "{err}");
+    let v: Value = serde_json::from_str(&out).expect("ListNodes answers JSON");
+    v["nodes"][0]["lastAckedSequence"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
 /// Waits until `check` holds, polling; panics with `what` after `limit`.
 pub fn wait_for(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
@@ -527,19 +561,7 @@ impl Tsdb {
     /// acknowledged when killed with SIGKILL: that would be its loss, not ours).
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(c.id().to_string())
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = c.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
+            end(&mut c, "TERM", Duration::from_secs(20));
         }
     }
 

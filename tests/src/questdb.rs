@@ -331,22 +331,9 @@ impl QuestDb {
     }
 
     fn end(&mut self, signal: &str) {
-        let Some(mut child) = self.own.as_mut().and_then(|o| o.child.take()) else {
-            return;
-        };
-        let _ = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(child.id().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        if let Some(mut child) = self.own.as_mut().and_then(|o| o.child.take()) {
+            crate::end(&mut child, signal, Duration::from_secs(30));
         }
-        let _ = child.kill();
-        let _ = child.wait();
     }
 
     /// The questdb-rs configuration string for the reporter (through the

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
-use e2e::{Daemon, Tsdb, free_port, grpcurl, wait_for, wait_listening};
+use e2e::{Daemon, Tsdb, free_port, grpcurl, last_acked, wait_for, wait_listening};
 
 fn s(list: &[&str]) -> Vec<String> {
     list.iter().map(|x| x.to_string()).collect()
@@ -74,20 +74,6 @@ fn health(port: u16) -> String {
         "grpc.health.v1.Health/Check",
     ]);
     format!("{out}{err}")
-}
-
-fn last_acked(port: u16) -> u64 {
-    let (ok, out, err) = grpcurl(&[
-        "-plaintext",
-        &format!("127.0.0.1:{port}"),
-        "hostpulse.v1.Admin/ListNodes",
-    ]);
-    assert!(ok, "{err}");
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    v["nodes"][0]["lastAckedSequence"]
-        .as_str()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
 }
 
 #[test]

@@ -11,7 +11,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use e2e::questdb::Need;
 use e2e::{
-    Daemon, QuestDb, fixture, free_port, grpcurl, http, root_args, wait_for, wait_listening,
+    Daemon, QuestDb, fixture, free_port, grpcurl, http, last_acked, root_args, wait_for,
+    wait_listening,
 };
 use serde_json::Value;
 
@@ -75,17 +76,8 @@ fn gatherer(port: u16, node: &str, dir: &Path, collectors: &str, interval: &str)
 /// The tables of `deploy/questdb/schema.sql`: name → (column → type), and
 /// the dedup keys.
 fn schema() -> BTreeMap<String, (BTreeMap<String, String>, Vec<String>)> {
-    let sql = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/questdb/schema.sql"),
-    )
-    .unwrap();
-    let code: String = sql
-        .lines()
-        .map(|l| l.split("--").next().unwrap_or_default())
-        .collect::<Vec<_>>()
-        .join("\n");
     let mut tables = BTreeMap::new();
-    for statement in code.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+    for statement in schema_statements() {
         let name = statement.split('"').nth(1).unwrap().to_string();
         let open = statement.find('(').unwrap();
         let close = statement.find(") TIMESTAMP(ts)").unwrap();
@@ -159,18 +151,9 @@ fn assert_complete(q: &QuestDb, node: &str, target: i64, what: &str) -> i64 {
     max
 }
 
-fn last_acked(port: u16) -> i64 {
-    let (ok, out, err) = grpcurl(&[
-        "-plaintext",
-        &format!("127.0.0.1:{port}"),
-        "hostpulse.v1.Admin/ListNodes",
-    ]);
-    assert!(ok, "{err}");
-    let v: Value = serde_json::from_str(&out).unwrap();
-    v["nodes"][0]["lastAckedSequence"]
-        .as_str()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
+/// The last sequence acknowledged, comparable with QuestDB's counts.
+fn acked(port: u16) -> i64 {
+    i64::try_from(last_acked(port)).unwrap_or(i64::MAX)
 }
 
 fn status(port: u16) -> Value {
@@ -442,7 +425,7 @@ fn a_reporter_holds_its_rows_while_a_table_lacks_the_schema_and_drains_once_fixe
     );
     // Batches are acknowledged meanwhile, and nothing reaches QuestDB.
     wait_for(Duration::from_secs(30), "acknowledgements", || {
-        last_acked(port) >= 20
+        acked(port) >= 20
     });
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(
@@ -466,7 +449,7 @@ fn a_reporter_holds_its_rows_while_a_table_lacks_the_schema_and_drains_once_fixe
         ) == Some(1.0)
     });
     assert!(g.stop().success());
-    let acked = last_acked(port);
+    let acked = acked(port);
     let n = assert_complete(&q, &id, acked, "after the schema was fixed");
     assert!(n >= acked);
     let swap = q.rows("select dedup, designatedTimestamp from tables() where table_name = 'swap'");
@@ -504,10 +487,10 @@ fn questdb_stopped_under_ingest_leaves_no_gap_and_no_duplicate() {
     });
     q.stop();
     // The reporter keeps acknowledging into its spool meanwhile.
-    let before = last_acked(port);
+    let before = acked(port);
     std::thread::sleep(Duration::from_secs(8));
     assert!(
-        last_acked(port) >= before + 40,
+        acked(port) >= before + 40,
         "acknowledgements go on during the outage"
     );
     let sink = questdb_sink(&status(port));
@@ -520,7 +503,7 @@ fn questdb_stopped_under_ingest_leaves_no_gap_and_no_duplicate() {
     );
     q.resume();
     assert!(g.stop().success());
-    let acked = last_acked(port);
+    let acked = acked(port);
     assert_complete(&q, &id, acked, "after a QuestDB outage under ingest");
     drop(r);
 }
@@ -553,13 +536,13 @@ fn questdb_killed_and_restarted_mid_ingest_leaves_no_gap_and_no_duplicate() {
             q.stop();
         }
         q.resume();
-        let target = last_acked(port) + 20;
+        let target = acked(port) + 20;
         wait_for(Duration::from_secs(60), "ingest after the restart", || {
             cycles(&q, &id)[4] >= target
         });
     }
     assert!(g.stop().success());
-    let acked = last_acked(port);
+    let acked = acked(port);
     assert_complete(&q, &id, acked, "after QuestDB restarts mid-ingest");
     drop(r);
 }
@@ -605,10 +588,10 @@ fn a_reporter_killed_mid_ingest_leaves_no_gap_and_no_duplicate_in_questdb() {
         r = reporter(&q, port, dir.path(), "apply");
     }
     wait_for(Duration::from_secs(60), "the gatherer back", || {
-        last_acked(port) > 0
+        acked(port) > 0
     });
     assert!(g.stop().success());
-    let acked = last_acked(port);
+    let acked = acked(port);
     assert_complete(&q, &id, acked, "after three kill -9 of the reporter");
     drop(r);
 }
