@@ -383,7 +383,8 @@ fn build_stores(args: &Args) -> Result<Stores, String> {
             // says at start what is wrong; the store keeps checking itself.
             let catalog = SqlCatalog::new(conf).map_err(|e| {
                 format!(
-                    "--questdb with --questdb-schema {}: {e}",
+                    "--questdb with --questdb-schema {}: {e} (or --questdb-schema off: no check, \
+                     replays may duplicate rows in tables made without DEDUP)",
                     args.questdb_schema
                 )
             })?;

@@ -325,6 +325,10 @@ fn the_schema_gives_every_table_dedup_and_ts_and_every_dashboard_query_returns_r
         ),
         Some(1.0)
     );
+    assert_eq!(
+        http(r.admin, "GET", "/healthz", ""),
+        Some((200, "ok\n".into()))
+    );
 
     // (f) Every query of the shipped dashboard returns rows.
     let queries = dashboard_queries();
@@ -544,6 +548,12 @@ fn questdb_killed_and_restarted_mid_ingest_leaves_no_gap_and_no_duplicate() {
     assert!(g.stop().success());
     let acked = acked(port);
     assert_complete(&q, &id, acked, "after QuestDB restarts mid-ingest");
+    // The reporter waited for the operator's tables instead of letting ILP
+    // make its own.
+    assert_eq!(
+        q.rows("select dedup, designatedTimestamp from tables() where table_name = 'load'"),
+        vec![vec![Value::Bool(true), Value::from("ts")]]
+    );
     drop(r);
 }
 
