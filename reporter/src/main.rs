@@ -18,8 +18,8 @@ use reporter::sink::{NullSink, Sink};
 use reporter::spool::{Spool, SpoolOptions};
 use reporter::store::Store;
 use reporter::store::jsonl::JsonlStore;
-use reporter::store::questdb::{self, QuestDbStore};
-use reporter::store::questdb_schema::{CheckedStore, SchemaMode, SchemaWatch, SqlCatalog};
+use reporter::store::questdb;
+use reporter::store::questdb_schema::{self, SchemaMode, SchemaWatch};
 use reporter::store::sqlite::SqliteStore;
 use reporter::tail::Tail;
 use tokio::signal::unix::{SignalKind, signal};
@@ -370,34 +370,14 @@ fn build_stores(args: &Args) -> Result<Stores, String> {
         stores.push(Box::new(store));
     }
     if let Some(conf) = &args.questdb {
-        let store = QuestDbStore::new(conf).map_err(|e| format!("--questdb: {e}"))?;
         let mode = if args.questdb_apply_schema {
             SchemaMode::Apply
         } else {
             args.questdb_schema.parse::<SchemaMode>()?
         };
-        if mode == SchemaMode::Off {
-            stores.push(Box::new(store));
-        } else {
-            // The first check (and, with apply, the tables) now, so the log
-            // says at start what is wrong; the store keeps checking itself.
-            let catalog = SqlCatalog::new(conf).map_err(|e| {
-                format!(
-                    "--questdb with --questdb-schema {}: {e} (or --questdb-schema off: no check, \
-                     replays may duplicate rows in tables made without DEDUP)",
-                    args.questdb_schema
-                )
-            })?;
-            let mut checked = CheckedStore::new(
-                Box::new(store),
-                Box::new(catalog),
-                mode,
-                questdb::SCHEMA_SQL,
-            )?;
-            checked.check();
-            watch = Some(checked.watch());
-            stores.push(Box::new(checked));
-        }
+        let (store, checked) = questdb_schema::open(conf, mode)?;
+        watch = checked;
+        stores.push(store);
     }
     if let Some(target) = &args.jsonl {
         let store = JsonlStore::open(target).map_err(|e| format!("--jsonl {target}: {e}"))?;

@@ -64,7 +64,7 @@ use std::time::Duration;
 use hostpulse_ops::metrics::{Exposition, Kind};
 use serde_json::Value as Json;
 
-use super::questdb::{SCHEMA_SQL, SchemaError, SqlEndpoint, apply_schema, split_sql};
+use super::questdb::{QuestDbStore, SCHEMA_SQL, SchemaError, SqlEndpoint, apply_schema, split_sql};
 use super::{Store, StoreError};
 use crate::sink::AcceptedBatch;
 
@@ -587,6 +587,28 @@ impl SchemaWatch {
             v => Some(format!("store questdb: {}", v.message())),
         }
     }
+}
+
+/// The QuestDB store of `--questdb CONF`, wrapped in a [`CheckedStore`]
+/// unless `mode` is off, and the verdict to report. The first check (and,
+/// with `apply`, the missing tables) runs now, so the log says at start what
+/// is wrong; the store checks again by itself afterwards. An error is a
+/// configuration the reporter cannot start with.
+pub fn open(conf: &str, mode: SchemaMode) -> Result<(Box<dyn Store>, Option<SchemaWatch>), String> {
+    let store = QuestDbStore::new(conf).map_err(|e| format!("--questdb: {e}"))?;
+    if mode == SchemaMode::Off {
+        return Ok((Box::new(store), None));
+    }
+    let catalog = SqlCatalog::new(conf).map_err(|e| {
+        format!(
+            "--questdb: {e}; or --questdb-schema off: no check, and replays may duplicate rows \
+             in tables made without DEDUP"
+        )
+    })?;
+    let mut checked = CheckedStore::new(Box::new(store), Box::new(catalog), mode, SCHEMA_SQL)?;
+    checked.check();
+    let watch = checked.watch();
+    Ok((Box::new(checked), Some(watch)))
 }
 
 /// A store that writes only once the schema is verified (see the module doc).
