@@ -47,7 +47,12 @@ pub struct Args {
 
     /// Create missing QuestDB tables (deploy/questdb/schema.sql through
     /// QuestDB's HTTP /exec), then verify them: the same as --questdb-schema apply.
-    #[arg(long, env = "HOSTPULSE_QUESTDB_APPLY_SCHEMA", requires = "questdb")]
+    #[arg(
+        long,
+        env = "HOSTPULSE_QUESTDB_APPLY_SCHEMA",
+        requires = "questdb",
+        conflicts_with = "questdb_schema"
+    )]
     pub questdb_apply_schema: bool,
 
     /// `verify`: QuestDB is written only while every table of the schema exists

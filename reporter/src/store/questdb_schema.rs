@@ -444,6 +444,9 @@ impl SqlCatalog {
 /// server is not QuestDB at all.
 fn ask_failed(e: &SchemaError) -> String {
     match e {
+        SchemaError::Unreachable {
+            endpoint, message, ..
+        } => format!("QuestDB at {endpoint} is unreachable: {message}"),
         SchemaError::Refused { status: 404, .. } => format!(
             "{e} (no SQL endpoint: is this QuestDB? For another line-protocol server use \
              --questdb-schema off)"
