@@ -249,3 +249,46 @@ fn the_embedded_store_is_queryable_and_prunes_old_rows() {
     );
     assert!(g.stop().success());
 }
+
+#[test]
+fn a_line_protocol_server_that_is_not_questdb_is_written_only_once_the_check_is_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let tsdb = Tsdb::start();
+    let port = free_port();
+    // No --questdb-schema: the default verifies, and VictoriaMetrics has no
+    // QuestDB tables to verify.
+    let mut args = s(&[
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--questdb",
+        &tsdb.conf(),
+    ]);
+    args.push("--spool-dir".into());
+    args.push(dir.path().join("spool").display().to_string());
+    let r = Daemon::start("reporter", &args, dir.path());
+    wait_listening(port);
+    let g = gatherer(port, "a", dir.path(), "100ms");
+    wait_for(Duration::from_secs(30), "acknowledgements", || {
+        last_acked(port) >= 10
+    });
+    let log = r.log_text();
+    assert!(
+        log.contains("--questdb-schema off"),
+        "the reporter says what to do: {log}"
+    );
+    assert!(
+        db_cycles(&tsdb, "a").is_empty(),
+        "nothing written unchecked"
+    );
+    drop(r);
+    // With the check off, the spool's backlog drains into it.
+    let _r = reporter(port, dir.path(), &["--questdb", &tsdb.conf()]);
+    assert!(g.stop().success());
+    let acked = last_acked(port);
+    wait_for(
+        Duration::from_secs(60),
+        "the backlog in VictoriaMetrics",
+        || max(&db_cycles(&tsdb, "a")) >= acked,
+    );
+    assert_contiguous(&db_cycles(&tsdb, "a"), "after the check was turned off");
+}

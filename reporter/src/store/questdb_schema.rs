@@ -440,16 +440,19 @@ impl SqlCatalog {
     }
 }
 
-/// Why a question to QuestDB failed, with a hint when it looks like the
-/// server is not QuestDB at all.
-fn ask_failed(e: &SchemaError) -> String {
+/// Why a question to QuestDB failed; for the first question (`tables()`),
+/// a refusal other than of the credentials hints that the server may not be
+/// QuestDB at all.
+fn ask_failed(e: &SchemaError, first: bool) -> String {
     match e {
         SchemaError::Unreachable {
             endpoint, message, ..
         } => format!("QuestDB at {endpoint} is unreachable: {message}"),
-        SchemaError::Refused { status: 404, .. } => format!(
-            "{e} (no SQL endpoint: is this QuestDB? For another line-protocol server use \
-             --questdb-schema off)"
+        SchemaError::Refused {
+            status: 401 | 403, ..
+        } => format!("{e} (the credentials of --questdb must be allowed to run SQL)"),
+        SchemaError::Refused { .. } if first => format!(
+            "{e} (is this QuestDB? For another line-protocol server use --questdb-schema off)"
         ),
         _ => e.to_string(),
     }
@@ -460,7 +463,7 @@ impl Catalog for SqlCatalog {
         let answer = self
             .endpoint
             .query("select table_name, dedup, designatedTimestamp, walEnabled from tables()")
-            .map_err(|e| ask_failed(&e))?;
+            .map_err(|e| ask_failed(&e, true))?;
         let mut tables = parse_tables(&answer).map_err(|e| {
             format!(
                 "{} answered tables() with something else: {e} (is this QuestDB? For another \
@@ -473,7 +476,7 @@ impl Catalog for SqlCatalog {
             let answer = self
                 .endpoint
                 .query(&format!("show columns from \"{}\"", table.name))
-                .map_err(|e| ask_failed(&e))?;
+                .map_err(|e| ask_failed(&e, false))?;
             table.columns = parse_columns(&answer)?;
         }
         Ok(tables)
