@@ -201,37 +201,46 @@ fn expand(sql: &str, node: &str) -> String {
     .replace("$node", node)
 }
 
-/// Every SQL query of the dashboard: (title, SQL), the `$node` variable first.
+/// Every SQL query of the dashboards in `deploy/grafana`: (title, SQL), the
+/// query variables (`$node`) first.
 fn dashboard_queries() -> Vec<(String, String)> {
-    let text = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/grafana/hostpulse.json"),
-    )
-    .unwrap();
-    let d: Value = serde_json::from_str(&text).unwrap();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/grafana");
     let mut out = Vec::new();
-    for v in d["templating"]["list"].as_array().unwrap() {
-        if v["type"] == "query" {
-            out.push((
-                format!("variable ${}", v["name"].as_str().unwrap()),
-                v["query"].as_str().unwrap().to_string(),
-            ));
+    for file in std::fs::read_dir(&dir).unwrap() {
+        let path = file.unwrap().path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
         }
-    }
-    fn panels(list: &Value, out: &mut Vec<(String, String)>) {
-        for p in list.as_array().into_iter().flatten() {
-            for t in p["targets"].as_array().into_iter().flatten() {
-                if let Some(sql) = t["rawSql"].as_str() {
-                    out.push((
-                        p["title"].as_str().unwrap_or("?").to_string(),
-                        sql.to_string(),
-                    ));
-                }
+        let d: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        for v in d["templating"]["list"].as_array().into_iter().flatten() {
+            if v["type"] == "query" {
+                out.insert(
+                    0,
+                    (
+                        format!("variable ${}", v["name"].as_str().unwrap()),
+                        v["query"].as_str().unwrap().to_string(),
+                    ),
+                );
             }
-            panels(&p["panels"], out);
         }
+        panels(&d["panels"], &mut out);
     }
-    panels(&d["panels"], &mut out);
     out
+}
+
+/// The panels' `rawSql`, nested rows included.
+fn panels(list: &Value, out: &mut Vec<(String, String)>) {
+    for p in list.as_array().into_iter().flatten() {
+        for t in p["targets"].as_array().into_iter().flatten() {
+            if let Some(sql) = t["rawSql"].as_str() {
+                out.push((
+                    p["title"].as_str().unwrap_or("?").to_string(),
+                    sql.to_string(),
+                ));
+            }
+        }
+        panels(&p["panels"], out);
+    }
 }
 
 #[test]
@@ -334,16 +343,23 @@ fn the_schema_gives_every_table_dedup_and_ts_and_every_dashboard_query_returns_r
     let queries = dashboard_queries();
     assert!(queries.len() >= 20, "{} queries", queries.len());
     // hwmon rows: the sensors host.
-    assert!(counts(&q, "hwmon", &sensors).0 > 0, "hwmon rows");
+    // (Each table's WAL is applied on its own: rows of one may show later.)
+    wait_for(Duration::from_secs(30), "hwmon rows", || {
+        counts(&q, "hwmon", &sensors).0 > 0
+    });
     for (title, sql) in &queries {
         let sql = expand(sql, &vm);
         assert!(!sql.contains('$'), "{title}: a macro left in {sql}");
-        let rows = q
-            .sql(&sql)
-            .unwrap_or_else(|e| panic!("{title}: {e}\n{sql}"));
-        assert!(
-            rows["count"].as_i64().unwrap_or(0) > 0,
-            "{title}: no rows\n{sql}\n{rows}"
+        let mut rows = Value::Null;
+        wait_for(
+            Duration::from_secs(30),
+            &format!("rows from {title}: {sql}"),
+            || {
+                rows = q
+                    .sql(&sql)
+                    .unwrap_or_else(|e| panic!("{title}: {e}\n{sql}"));
+                rows["count"].as_i64().unwrap_or(0) > 0
+            },
         );
         if title == "variable $node" {
             let nodes: Vec<&str> = rows["dataset"]
@@ -462,8 +478,11 @@ fn a_reporter_holds_its_rows_while_a_table_lacks_the_schema_and_drains_once_fixe
         vec![vec![Value::Bool(true), Value::from("ts")]],
         "swap re-created by the schema"
     );
-    let (swap_rows, swap_ts) = counts(&q, "swap", &id);
-    assert_eq!((swap_rows, swap_ts), (n, n), "swap: one row per cycle");
+    // (swap's WAL is applied on its own.)
+    wait_for(Duration::from_secs(30), "swap rows of every cycle", || {
+        counts(&q, "swap", &id).0 >= n
+    });
+    assert_eq!(counts(&q, "swap", &id), (n, n), "swap: one row per cycle");
     assert!(
         r.daemon.log_text().contains("QuestDB schema verified"),
         "{}",
