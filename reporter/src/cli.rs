@@ -50,10 +50,22 @@ pub struct Args {
     #[arg(long, env = "HOSTPULSE_QUESTDB")]
     pub questdb: Option<String>,
 
-    /// Create the QuestDB tables at start (deploy/questdb/schema.sql through
-    /// QuestDB's HTTP /exec): WAL, partitioned by day, DEDUP UPSERT KEYS, TTL.
-    #[arg(long, env = "HOSTPULSE_QUESTDB_APPLY_SCHEMA", requires = "questdb")]
+    /// Create missing QuestDB tables (deploy/questdb/schema.sql through
+    /// QuestDB's HTTP /exec), then verify them: the same as --questdb-schema apply.
+    #[arg(
+        long,
+        env = "HOSTPULSE_QUESTDB_APPLY_SCHEMA",
+        requires = "questdb",
+        conflicts_with = "questdb_schema"
+    )]
     pub questdb_apply_schema: bool,
+
+    /// `verify`: QuestDB is written only while every table of the schema exists
+    /// with DEDUP and designated timestamp ts (checked at start, after failures
+    /// and every minute; until then the spool keeps the rows). `apply`: create
+    /// missing tables first. `off`: no check (ILP servers other than QuestDB).
+    #[arg(long, env = "HOSTPULSE_QUESTDB_SCHEMA", default_value = "verify", value_parser = ["apply", "verify", "off"])]
+    pub questdb_schema: String,
 
     /// Also write every row as a JSON line: `stdout` or a file path (fsync'ed).
     #[arg(long, env = "HOSTPULSE_JSONL")]

@@ -90,6 +90,8 @@ fn code_name(code: tonic::Code) -> &'static str {
 pub struct ReporterReport {
     /// What the streams share (metrics, registry, spool, configuration).
     pub shared: Arc<Shared>,
+    /// The QuestDB store's schema verdict (`None`: no check).
+    pub questdb_schema: Option<crate::store::questdb_schema::SchemaWatch>,
 }
 
 impl Report for ReporterReport {
@@ -202,6 +204,16 @@ impl Report for ReporterReport {
         if let Some(spool) = &self.shared.spool {
             spool.write_metrics(page);
         }
+        if let Some(schema) = &self.questdb_schema {
+            schema.write_metrics(page);
+        }
+    }
+
+    fn notes(&self) -> Vec<String> {
+        self.questdb_schema
+            .iter()
+            .filter_map(|s| s.health_note())
+            .collect()
     }
 
     fn health(&self) -> Result<(), String> {

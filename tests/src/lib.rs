@@ -10,6 +10,8 @@
 //! - [`fixture`]: the gatherer's fixture trees.
 //! - [`Pki`]: certificate authorities and certificates made at test time
 //!   with the `openssl` command.
+//! - [`questdb`]: a real QuestDB 9.3.5 ([`QuestDb`]) from its jar, and how
+//!   the tests find it.
 
 #![forbid(unsafe_code)]
 
@@ -19,6 +21,9 @@ use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+pub mod questdb;
+pub use questdb::QuestDb;
 
 /// The path of a workspace binary in the same target directory as this test.
 ///
@@ -339,6 +344,40 @@ impl Drop for Daemon {
     }
 }
 
+/// Sends `signal` (`TERM`, `KILL`) to `child` and reaps it; kills it if it
+/// is still running after `limit`.
+pub fn end(child: &mut Child, signal: &str, limit: Duration) {
+    let _ = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(child.id().to_string())
+        .status();
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// The last sequence the reporter on `port` acknowledged to its first node
+/// (`Admin.ListNodes`, with grpcurl).
+pub fn last_acked(port: u16) -> u64 {
+    let (ok, out, err) = grpcurl(&[
+        "-plaintext",
+        &format!("127.0.0.1:{port}"),
+        "hostpulse.v1.Admin/ListNodes",
+    ]);
+    assert!(ok, "{err}");
+    let v: Value = serde_json::from_str(&out).expect("ListNodes answers JSON");
+    v["nodes"][0]["lastAckedSequence"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
 /// Waits until `check` holds, polling; panics with `what` after `limit`.
 pub fn wait_for(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
@@ -483,8 +522,10 @@ impl tonic::codec::Decoder for RawCodec {
 }
 
 /// A real VictoriaMetrics (Debian package `victoria-metrics`) on 127.0.0.1,
-/// taking InfluxDB line protocol on `/write`: the stand-in for QuestDB in
-/// tests. Killed on drop; `stop` and `start` keep its port and data.
+/// taking InfluxDB line protocol on `/write`: the second line-protocol server
+/// the QuestDB store is tested with (reporters writing to it need
+/// `--questdb-schema off`: it has no SQL endpoint). Killed on drop; `stop`
+/// and `start` keep its port and data.
 pub struct Tsdb {
     /// Its HTTP port.
     pub port: u16,
@@ -531,19 +572,7 @@ impl Tsdb {
     /// acknowledged when killed with SIGKILL: that would be its loss, not ours).
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(c.id().to_string())
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = c.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
+            end(&mut c, "TERM", Duration::from_secs(20));
         }
     }
 
@@ -583,7 +612,7 @@ impl Drop for Tsdb {
     }
 }
 
-fn url_encode(s: &str) -> String {
+pub(crate) fn url_encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
@@ -605,8 +634,18 @@ pub fn http(port: u16, method: &str, path: &str, form: &str) -> Option<(u16, Str
         form.len()
     );
     s.write_all(req.as_bytes()).ok()?;
+    // Read until the response is complete: some servers (QuestDB) keep the
+    // connection open despite `Connection: close`.
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw).ok()?;
+    let mut chunk = [0u8; 16 * 1024];
+    while !response_complete(&raw) {
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&chunk[..n]),
+            Err(_) if !raw.is_empty() => break,
+            Err(_) => return None,
+        }
+    }
     let text = String::from_utf8_lossy(&raw).into_owned();
     let code = text.split_whitespace().nth(1)?.parse().ok()?;
     let (head, body) = text.split_once("\r\n\r\n")?;
@@ -619,6 +658,35 @@ pub fn http(port: u16, method: &str, path: &str, form: &str) -> Option<(u16, Str
         body.to_string()
     };
     Some((code, body))
+}
+
+/// Whether `raw` holds a whole HTTP/1.1 response: its headers, and the body
+/// its `Content-Length` or chunked encoding announces (no body for 204/304).
+fn response_complete(raw: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(raw);
+    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+        return false;
+    };
+    let head = head.to_ascii_lowercase();
+    let status = head.split_whitespace().nth(1).unwrap_or_default();
+    if status == "204" || status == "304" {
+        return true;
+    }
+    if let Some(length) = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+    {
+        return body.len() >= length;
+    }
+    if head.contains("transfer-encoding: chunked") {
+        // The last chunk: a size of zero (written "0" or "00"), then an empty line.
+        return body
+            .strip_suffix("\r\n\r\n")
+            .map(|b| b.rsplit("\r\n").next().unwrap_or(b))
+            .is_some_and(|last| !last.is_empty() && last.bytes().all(|c| c == b'0'));
+    }
+    false
 }
 
 fn dechunk(mut body: &str) -> String {
