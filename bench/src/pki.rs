@@ -142,7 +142,10 @@ impl Pki {
             "/CN=reporter",
             "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
         )?;
-        issue("client", "/CN=loadgen", "extendedKeyUsage=clientAuth\n")?;
+        // One certificate for every simulated node: its CN is a pattern
+        // that allows their node ids (loadgen-00000...) under the reporter's
+        // default --node-binding auto.
+        issue("client", "/CN=loadgen-*", "extendedKeyUsage=clientAuth\n")?;
         Ok(Pki {
             ca: dir.join("ca.pem"),
             server_cert: dir.join("server.pem"),

@@ -1,6 +1,7 @@
--- hostpulse: the QuestDB tables the reporter writes (QuestDB 8.x).
+-- hostpulse: the QuestDB tables the reporter writes (QuestDB 9.3.5; the TTL
+-- clause comes before WAL, as QuestDB 9 requires).
 --
--- Apply with `reporter --questdb-apply-schema` (each statement goes through
+-- Apply with `reporter --questdb-schema apply` (each statement goes through
 -- QuestDB's HTTP `/exec` endpoint) or paste into the web console. Every
 -- statement is `CREATE TABLE IF NOT EXISTS`, so applying it again is harmless;
 -- it never alters a table that already exists.
@@ -16,8 +17,10 @@
 --   2^63-1 (a counter the gatherer saturated at 2^64-1) is clamped to
 --   2^63-1. Float fields (`*_per_second`, `*_percent`, `*_seconds`,
 --   temperatures, load averages): DOUBLE.
--- - Partitioned by day, written through the WAL, kept 30 days (TTL drops
---   whole partitions older than that).
+-- - Partitioned by day, kept 30 days (TTL drops whole partitions older than
+--   that), written through the WAL. QuestDB 9 wants the TTL clause before
+--   WAL (`PARTITION BY DAY TTL 30 DAYS WAL`); the other order is refused with
+--   `unexpected token [TTL]`.
 -- - DEDUP UPSERT KEYS(ts, node, <the family's tags>): the reporter may write
 --   the same rows again after a crash (its spool cursor is persisted after the
 --   write), and deduplication turns such a replay into a no-op. A row is
@@ -29,7 +32,11 @@
 -- `line.auto.create.new.columns`), so they are not declared here. They are
 -- not dedup keys: a node's labels do not vary within one cycle.
 --
--- A table the reporter writes that is missing here (a family added later)
+-- The reporter checks at start and periodically (`select ... from tables()`,
+-- `show columns`) that every table below exists with DEDUP on these keys and
+-- `ts` as its designated timestamp, and holds its rows (the spool keeps them)
+-- until they do: see the README, "Durability". A table the reporter writes
+-- that is missing here (a family added later)
 -- is created by ILP on the fly with QuestDB's defaults: no dedup, so replays
 -- would duplicate its rows. Add it here before upgrading the gatherers.
 --
@@ -66,7 +73,7 @@ CREATE TABLE IF NOT EXISTS "cpu" (
     guest_percent DOUBLE,
     guest_nice_percent DOUBLE,
     usage_percent DOUBLE
-) TIMESTAMP(ts) PARTITION BY DAY WAL TTL 30 DAYS
+) TIMESTAMP(ts) PARTITION BY DAY TTL 30 DAYS WAL
 DEDUP UPSERT KEYS(ts, node, cpu);
 
 -- load: load averages and task counts, one row per cycle.
@@ -78,7 +85,7 @@ CREATE TABLE IF NOT EXISTS "load" (
     load15 DOUBLE,
     tasks_runnable LONG,
     tasks LONG
-) TIMESTAMP(ts) PARTITION BY DAY WAL TTL 30 DAYS
+) TIMESTAMP(ts) PARTITION BY DAY TTL 30 DAYS WAL
 DEDUP UPSERT KEYS(ts, node);
 
 -- memory: /proc/meminfo in bytes (huge page counts are counts).
@@ -110,7 +117,7 @@ CREATE TABLE IF NOT EXISTS "memory" (
     hugepages_surplus LONG,
     hugepage_size_bytes LONG,
     hugetlb_bytes LONG
-) TIMESTAMP(ts) PARTITION BY DAY WAL TTL 30 DAYS
+) TIMESTAMP(ts) PARTITION BY DAY TTL 30 DAYS WAL
 DEDUP UPSERT KEYS(ts, node);
 
 -- swap: swap space (bytes) and swap traffic (pages).
@@ -126,7 +133,7 @@ CREATE TABLE IF NOT EXISTS "swap" (
     in_pages_per_second DOUBLE,
     out_pages_total LONG,
     out_pages_per_second DOUBLE
-) TIMESTAMP(ts) PARTITION BY DAY WAL TTL 30 DAYS
+) TIMESTAMP(ts) PARTITION BY DAY TTL 30 DAYS WAL
 DEDUP UPSERT KEYS(ts, node);
 
 -- vmstat: paging and fault counters (pages_in/pages_out count KiB).
@@ -143,7 +150,7 @@ CREATE TABLE IF NOT EXISTS "vmstat" (
     pages_out_per_second DOUBLE,
     oom_kills_total LONG,
     oom_kills_per_second DOUBLE
-) TIMESTAMP(ts) PARTITION BY DAY WAL TTL 30 DAYS
+) TIMESTAMP(ts) PARTITION BY DAY TTL 30 DAYS WAL
 DEDUP UPSERT KEYS(ts, node);
 
 -- network: per-interface counters from /proc/net/dev.
@@ -183,7 +190,7 @@ CREATE TABLE IF NOT EXISTS "network" (
     tx_carrier_errors_per_second DOUBLE,
     tx_compressed_total LONG,
     tx_compressed_per_second DOUBLE
-) TIMESTAMP(ts) PARTITION BY DAY WAL TTL 30 DAYS
+) TIMESTAMP(ts) PARTITION BY DAY TTL 30 DAYS WAL
 DEDUP UPSERT KEYS(ts, node, interface);
 
 -- netstat: TCP/UDP protocol counters and socket gauges.
@@ -237,7 +244,7 @@ CREATE TABLE IF NOT EXISTS "netstat" (
     tcp_memory_pages LONG,
     udp_sockets_in_use LONG,
     udp_memory_pages LONG
-) TIMESTAMP(ts) PARTITION BY DAY WAL TTL 30 DAYS
+) TIMESTAMP(ts) PARTITION BY DAY TTL 30 DAYS WAL
 DEDUP UPSERT KEYS(ts, node);
 
 -- disk: per-device IO. Request counts and bytes are exact integers; the
@@ -280,7 +287,7 @@ CREATE TABLE IF NOT EXISTS "disk" (
     flush_time_seconds_per_second DOUBLE,
     in_flight LONG,
     utilization_percent DOUBLE
-) TIMESTAMP(ts) PARTITION BY DAY WAL TTL 30 DAYS
+) TIMESTAMP(ts) PARTITION BY DAY TTL 30 DAYS WAL
 DEDUP UPSERT KEYS(ts, node, device);
 
 -- filesystem: space and inodes per visible mount point.
@@ -300,7 +307,7 @@ CREATE TABLE IF NOT EXISTS "filesystem" (
     inodes_used LONG,
     inodes_used_percent DOUBLE,
     readonly LONG
-) TIMESTAMP(ts) PARTITION BY DAY WAL TTL 30 DAYS
+) TIMESTAMP(ts) PARTITION BY DAY TTL 30 DAYS WAL
 DEDUP UPSERT KEYS(ts, node, device, mountpoint, fstype);
 
 -- pressure: PSI per resource (`cpu`, `memory`, `io`, `irq`).
@@ -318,7 +325,7 @@ CREATE TABLE IF NOT EXISTS "pressure" (
     full_avg300_percent DOUBLE,
     full_stall_seconds_total DOUBLE,
     full_stall_seconds_per_second DOUBLE
-) TIMESTAMP(ts) PARTITION BY DAY WAL TTL 30 DAYS
+) TIMESTAMP(ts) PARTITION BY DAY TTL 30 DAYS WAL
 DEDUP UPSERT KEYS(ts, node, resource);
 
 -- processes: process counts, forks, context switches, interrupts, open files.
@@ -338,7 +345,7 @@ CREATE TABLE IF NOT EXISTS "processes" (
     open_files_max LONG,
     pid_max LONG,
     threads_max LONG
-) TIMESTAMP(ts) PARTITION BY DAY WAL TTL 30 DAYS
+) TIMESTAMP(ts) PARTITION BY DAY TTL 30 DAYS WAL
 DEDUP UPSERT KEYS(ts, node);
 
 -- system: uptime (float seconds), boot time (Unix seconds), entropy.
@@ -348,7 +355,7 @@ CREATE TABLE IF NOT EXISTS "system" (
     uptime_seconds DOUBLE,
     boot_time_seconds LONG,
     entropy_available_bits LONG
-) TIMESTAMP(ts) PARTITION BY DAY WAL TTL 30 DAYS
+) TIMESTAMP(ts) PARTITION BY DAY TTL 30 DAYS WAL
 DEDUP UPSERT KEYS(ts, node);
 
 -- hwmon: one row per temperature sensor; `alarm` is 0 or 1.
@@ -361,7 +368,7 @@ CREATE TABLE IF NOT EXISTS "hwmon" (
     max_celsius DOUBLE,
     critical_celsius DOUBLE,
     alarm LONG
-) TIMESTAMP(ts) PARTITION BY DAY WAL TTL 30 DAYS
+) TIMESTAMP(ts) PARTITION BY DAY TTL 30 DAYS WAL
 DEDUP UPSERT KEYS(ts, node, chip, sensor);
 
 -- hostpulse_self: the pipeline watching itself. `component` says who wrote
@@ -431,7 +438,7 @@ CREATE TABLE IF NOT EXISTS "hostpulse_self" (
     rows_total LONG,
     errors_total LONG,
     rejected_batches_total LONG
-) TIMESTAMP(ts) PARTITION BY DAY WAL TTL 30 DAYS
+) TIMESTAMP(ts) PARTITION BY DAY TTL 30 DAYS WAL
 DEDUP UPSERT KEYS(ts, node, component, store);
 
 -- node_info: the fleet inventory. The gatherer sends the whole set of facts
@@ -493,5 +500,5 @@ CREATE TABLE IF NOT EXISTS "node_info" (
     mtu LONG,
     speed_mbps LONG,
     carrier LONG
-) TIMESTAMP(ts) PARTITION BY MONTH WAL TTL 2 YEARS
+) TIMESTAMP(ts) PARTITION BY MONTH TTL 2 YEARS WAL
 DEDUP UPSERT KEYS(ts, node, interface);

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use hostpulse_proto::rules;
 
 use crate::collect::patterns::Patterns;
 use crate::collect::{
@@ -56,7 +57,7 @@ pub struct Args {
     pub interval: Duration,
 
     /// This node's id in every row [default: the host's machine-id, else its hostname].
-    #[arg(long, env = "HOSTPULSE_NODE_ID")]
+    #[arg(long, env = "HOSTPULSE_NODE_ID", value_parser = parse_node_id)]
     pub node_id: Option<String>,
 
     /// Families to collect, comma-separated, or "all": cpu, load, memory,
@@ -215,10 +216,19 @@ pub const RESERVED_TAGS: &[&str] = &[
     "arch",
     "mac",
     "operstate",
+    // hostpulse_self's tags.
+    "component",
+    "store",
 ];
 
 /// Longest label name the stores accept.
-pub const MAX_LABEL_NAME: usize = 64;
+pub const MAX_LABEL_NAME: usize = rules::MAX_NAME_BYTES;
+
+/// A node id the reporter accepts ([`rules::check_node_id`]).
+fn parse_node_id(s: &str) -> Result<String, String> {
+    rules::check_node_id(s).map_err(|e| e.to_string())?;
+    Ok(s.to_string())
+}
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
     let (key, value) = s
@@ -239,6 +249,7 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
             "label name {key:?} is longer than {MAX_LABEL_NAME} characters"
         ));
     }
+    rules::check_name("label", key).map_err(|e| e.to_string())?;
     // SQLite column names ignore case: `CPU` would collide with `cpu`.
     if RESERVED_TAGS.iter().any(|r| r.eq_ignore_ascii_case(key)) {
         return Err(format!(
@@ -248,11 +259,25 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
     if value.is_empty() {
         return Err(format!("label {key:?} has an empty value"));
     }
+    if !rules::is_normal_tag_value(value) {
+        return Err(format!(
+            "label {key:?}: the value holds control characters or is longer than {} bytes",
+            rules::MAX_TAG_VALUE_BYTES
+        ));
+    }
     Ok((key.to_string(), value.to_string()))
 }
 
-/// Rejects a label given twice (clap checks each value alone).
+/// Rejects a label given twice, and more than [`rules::MAX_LABELS`] labels
+/// (clap checks each value alone).
 pub fn check_labels(labels: &[(String, String)]) -> Result<(), String> {
+    if labels.len() > rules::MAX_LABELS {
+        return Err(format!(
+            "{} labels: at most {} (every row carries them as tags)",
+            labels.len(),
+            rules::MAX_LABELS
+        ));
+    }
     for (i, (k, _)) in labels.iter().enumerate() {
         if labels[..i].iter().any(|(other, _)| other == k) {
             return Err(format!("label {k:?} is given more than once"));
@@ -312,5 +337,28 @@ mod tests {
         assert!(parse(&["--interval", "0s"]).is_err());
         assert!(parse(&["--interval", "soon"]).is_err());
         assert!(check_labels(&[("a".into(), "1".into()), ("a".into(), "2".into())]).is_err());
+    }
+
+    #[test]
+    fn labels_and_node_ids_follow_the_reporters_rules() {
+        for (label, why) in [
+            ("timestamp=1", "reserved"),
+            ("Component=x", "already a tag"),
+            ("store=x", "already a tag"),
+            ("a=b\nc", "control characters"),
+        ] {
+            let err = parse(&["--label", label]).unwrap_err().to_string();
+            assert!(err.contains(why), "{label:?}: {err}");
+        }
+        let long = format!("a={}", "v".repeat(rules::MAX_TAG_VALUE_BYTES + 1));
+        assert!(parse(&["--label", &long]).is_err());
+        let many: Vec<(String, String)> = (0..=rules::MAX_LABELS)
+            .map(|i| (format!("l{i}"), "v".into()))
+            .collect();
+        assert!(check_labels(&many[..rules::MAX_LABELS]).is_ok());
+        assert!(check_labels(&many).unwrap_err().contains("at most 16"));
+        let err = parse(&["--node-id", " web-1"]).unwrap_err().to_string();
+        assert!(err.contains("leading or trailing whitespace"), "{err}");
+        assert!(parse(&["--node-id", "web-1"]).is_ok());
     }
 }

@@ -175,6 +175,9 @@ async fn streaming(
             return ExitCode::from(2);
         }
     };
+    if let Some(warning) = credentials.node_id_mismatch(&node) {
+        tracing::warn!("{warning}");
+    }
     let buffer = match Buffer::open(BufferOptions {
         dir: args.buffer_dir.clone(),
         max_bytes: args.buffer_max_bytes,

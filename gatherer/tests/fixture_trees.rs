@@ -13,7 +13,12 @@ struct Outcome {
     tables: BTreeSet<&'static str>,
     disabled: BTreeSet<&'static str>,
     failed: usize,
+    /// The second cycle's rows (with rates).
     rows: Vec<Row>,
+    /// The first cycle's rows (with the facts), and the gatherer's own
+    /// `hostpulse_self` row after the second.
+    first: Vec<Row>,
+    agent: Row,
 }
 
 fn run(tree: &str) -> Outcome {
@@ -29,13 +34,22 @@ fn run(tree: &str) -> Outcome {
     let first = Cycle::now();
     let mut rows = Vec::new();
     let mut failed = collectors.collect(&first, &mut rows);
-    rows.clear();
+    let first_rows = std::mem::take(&mut rows);
     let second = Cycle {
         ts: first.ts + 2_000_000_000,
         at: first.at + Duration::from_secs(2),
     };
     failed += collectors.collect(&second, &mut rows);
+    let agent = gatherer::agent::row(
+        second.ts,
+        Duration::from_millis(1),
+        rows.len(),
+        0,
+        &collectors,
+    );
     Outcome {
+        first: first_rows,
+        agent,
         tables: rows.iter().map(|r| r.table).collect(),
         disabled: collectors
             .status()
@@ -142,4 +156,67 @@ fn sensors_and_pressure_come_from_the_edge_tree() {
         .find(|r| r.table == "pressure" && r.tag_value("resource") == Some("irq"))
         .unwrap();
     assert!(irq.field("full_avg10_percent").is_some() && irq.field("some_avg10_percent").is_none());
+}
+
+/// Every row every family makes over every fixture tree, plus the gatherer's
+/// own `hostpulse_self` row, with as many labels as a gatherer may add,
+/// passes the rules the reporter enforces before acknowledging: a real
+/// gatherer never sends a batch the reporter refuses (which would block its
+/// buffer).
+#[test]
+fn every_row_a_gatherer_makes_is_one_the_reporter_accepts() {
+    use hostpulse_proto::rules;
+    let labels: Vec<(String, String)> = (0..rules::MAX_LABELS)
+        .map(|i| (format!("label_{i}"), "v".to_string()))
+        .collect();
+    gatherer::cli::check_labels(&labels).unwrap();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut checked = 0;
+    let mut trees = 0;
+    for entry in std::fs::read_dir(&fixtures).unwrap() {
+        let dir = entry.unwrap().path();
+        if !dir.is_dir() {
+            continue;
+        }
+        trees += 1;
+        let o = run(dir.file_name().unwrap().to_str().unwrap());
+        let rows: Vec<&Row> = o
+            .first
+            .iter()
+            .chain(&o.rows)
+            .chain(std::iter::once(&o.agent))
+            .collect();
+        for row in rows {
+            let accepted =
+                row.table == rules::SELF_TABLE || hostpulse_proto::FAMILIES.contains(&row.table);
+            assert!(
+                accepted,
+                "{}: table {} is not a family",
+                dir.display(),
+                row.table
+            );
+            if row.table == rules::SELF_TABLE {
+                assert_eq!(row.tag_value(rules::SELF_COMPONENT_TAG), Some("gatherer"));
+            }
+            let tags = row
+                .tags
+                .iter()
+                .map(|(k, _)| *k)
+                .chain(labels.iter().map(|(k, _)| k.as_str()));
+            let tags: Vec<&str> = tags.collect();
+            rules::check_row(
+                row.table,
+                tags.iter().copied(),
+                row.fields.iter().map(|(f, _)| *f),
+            )
+            .unwrap_or_else(|e| panic!("{}: {row:?}: {e}", dir.display()));
+            for (field, value) in &row.fields {
+                if let gatherer::row::Value::Float(v) = value {
+                    rules::check_float(field, *v).unwrap();
+                }
+            }
+            checked += 1;
+        }
+    }
+    assert!(trees >= 7 && checked > 150, "{trees} trees, {checked} rows");
 }

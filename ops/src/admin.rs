@@ -27,6 +27,13 @@ pub trait Report: Send + Sync + 'static {
     /// `Ok` while the process does its job; `Err(reason)` makes `/healthz`
     /// answer 503 with the reason (a liveness probe restarts the process).
     fn health(&self) -> Result<(), String>;
+
+    /// Conditions an operator should see that are not a liveness failure (a
+    /// restart would not fix them, e.g. a store holding its rows): listed, one
+    /// per line, after `ok` in `/healthz`'s 200 answer.
+    fn notes(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Serves the admin port on `listener` until `shutdown` resolves. `grpc`
@@ -77,7 +84,14 @@ pub async fn serve(
         let report = Arc::clone(&report);
         async move {
             match report.health() {
-                Ok(()) => (StatusCode::OK, "ok\n".to_string()),
+                Ok(()) => {
+                    let mut body = "ok\n".to_string();
+                    for note in report.notes() {
+                        body.push_str(&note);
+                        body.push('\n');
+                    }
+                    (StatusCode::OK, body)
+                }
                 Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")),
             }
         }

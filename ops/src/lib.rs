@@ -7,6 +7,8 @@
 //!   unknown keys refused, `--print-config`.
 //! - [`metrics`]: counters, gauges and latency histograms with Prometheus
 //!   text exposition; [`process`]: this process's own CPU, memory, fds.
+//! - [`certificate`]: TLS files checked at start and on reload, with errors
+//!   naming the side and file at fault and the fix.
 //! - [`admin`]: the `--admin-listen` port: `/metrics`, `/healthz`, and
 //!   optionally gRPC health for kubelet probes.
 //! - [`telemetry`]: logs (text or JSON lines on stderr) and traces (OTLP over
@@ -15,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod certificate;
 pub mod cli;
 pub mod daemon;
 pub mod metrics;

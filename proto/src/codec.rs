@@ -38,6 +38,9 @@ use std::sync::Arc;
 use crate::pb;
 use crate::row::{MILLI_LIMIT, Row, Value};
 
+/// Largest series id: a group's first id is a `sint32` difference from 0.
+pub const MAX_SERIES_ID: u32 = i32::MAX as u32;
+
 /// `milli` marker: the value is the next entry of `wide`.
 pub const WIDE_MARKER: i64 = i64::MIN;
 
@@ -83,6 +86,10 @@ pub enum CodecError {
     /// Timestamps overflow 64 bits.
     #[error("timestamp overflow in group {0}")]
     TimestampOverflow(usize),
+    /// A series id at or above 2^31: groups code ids as `sint32` differences
+    /// starting from 0, so such a series could never start a group.
+    #[error("series id {0} is not below 2^31 (group ids are sint32 differences from 0)")]
+    SeriesIdTooLarge(u32),
     /// The stream defined more row keys or series than the reporter allows.
     #[error("more than {0} definitions on one stream")]
     TooManyDefinitions(usize),
@@ -466,6 +473,9 @@ impl StreamDefs {
             }
         }
         for s in &batch.series {
+            if s.id > MAX_SERIES_ID {
+                return Err(CodecError::SeriesIdTooLarge(s.id));
+            }
             let kind = Kind::from_pb(s.kind).ok_or(CodecError::BadKind(s.id))?;
             if s.field.is_empty() {
                 return Err(CodecError::EmptyName("series field"));

@@ -10,6 +10,9 @@
 //!   message and field).
 //! - [`codec`]: rows to compact [`pb::Batch`]es and back: series dictionaries,
 //!   delta-coded ids and timestamps, integer-coded floats.
+//! - [`rules`]: what a row may hold (names, counts, values, node ids): the
+//!   one set of rules the reporter enforces before acknowledging and every
+//!   store applies again.
 //! - [`patterns`]: comma-separated glob lists (device and mount excludes,
 //!   the reporter's per-node configuration rules).
 //! - [`backoff`]: exponential backoff with jitter (reconnections, store retries).
@@ -23,6 +26,7 @@ pub mod codec;
 pub mod json;
 pub mod patterns;
 pub mod row;
+pub mod rules;
 
 /// Generated code for package `hostpulse.v1`.
 #[allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic)]

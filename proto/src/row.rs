@@ -57,6 +57,21 @@ impl Row {
         }
     }
 
+    /// A row from its parts (tests, and clients building rows by hand).
+    pub fn from_parts(
+        table: &'static str,
+        ts: i64,
+        tags: &[(&'static str, &str)],
+        fields: &[(&'static str, Value)],
+    ) -> Self {
+        Row {
+            table,
+            ts,
+            tags: tags.iter().map(|(k, v)| (*k, v.to_string())).collect(),
+            fields: fields.to_vec(),
+        }
+    }
+
     /// Adds a tag (builder style).
     pub fn tag(mut self, name: &'static str, value: impl Into<String>) -> Self {
         self.tags.push((name, value.into()));

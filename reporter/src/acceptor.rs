@@ -98,7 +98,7 @@ async fn handshake(
         Ok(Ok(established)) => Some(established),
         Ok(Err(e)) => {
             stats.handshake_failures.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(%peer, reason = %e, "TLS handshake failed");
+            tracing::warn!(%peer, reason = %crate::tls::handshake_failure(&e), "TLS handshake failed");
             None
         }
         Err(_) => {

@@ -30,6 +30,7 @@ use tonic::body::Body;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tower::{Layer, Service};
 
+use crate::identity::{Binding, Credential};
 use crate::tls::{ClientCertRejection, TlsState};
 use crate::token::{TokenState, bearer};
 
@@ -57,6 +58,10 @@ pub struct AuthStats {
     pub plaintext_connections: AtomicU64,
     /// TLS handshakes that failed (wrong CA on the client, a scanner...).
     pub handshake_failures: AtomicU64,
+    /// Hellos refused because the credential does not allow the node id
+    /// ([`crate::identity`]); not counted in `rejected_total`
+    /// (PERMISSION_DENIED, not UNAUTHENTICATED).
+    pub node_id_refused: AtomicU64,
     /// Successful reloads of the TLS material or the token file.
     pub reloads_total: AtomicU64,
     /// Reloads that failed (the previous material stayed in force).
@@ -95,6 +100,8 @@ pub struct Policy {
     pub tokens: Option<Arc<TokenState>>,
     /// Where refusals are counted.
     pub stats: Arc<AuthStats>,
+    /// How node ids are bound to the credentials (checked at Hello).
+    pub binding: Binding,
 }
 
 impl Policy {
@@ -109,15 +116,21 @@ impl Policy {
 
     /// The decision for one call: `path` is the request's path,
     /// `client_chain` the certificates the client presented in the TLS
-    /// handshake (leaf first), `authorization` the header's value.
+    /// handshake (leaf first), `authorization` the header's value. On
+    /// success, what authenticated it (for the node-id check at Hello).
     pub fn check(
         &self,
         path: &str,
         client_chain: Option<&[CertificateDer<'_>]>,
         authorization: Option<&[u8]>,
-    ) -> Result<(), Refusal> {
+    ) -> Result<Credential, Refusal> {
+        let mut credential = Credential {
+            binding: self.binding,
+            client_cert: None,
+            token_nodes: None,
+        };
         if OPEN_SERVICES.iter().any(|open| path.starts_with(open)) {
-            return Ok(());
+            return Ok(credential);
         }
         if let Some(ca) = self
             .tls
@@ -125,16 +138,19 @@ impl Policy {
             .and_then(|t| t.current().client_ca.clone())
         {
             ca.check(client_chain)?;
+            credential.client_cert = client_chain
+                .and_then(<[_]>::first)
+                .map(|c| c.clone().into_owned());
         }
         if let Some(tokens) = &self.tokens {
             let presented = authorization
                 .and_then(bearer)
                 .ok_or(Refusal::MissingToken)?;
-            if !tokens.current().accepts(presented) {
-                return Err(Refusal::InvalidToken);
-            }
+            let tokens = tokens.current();
+            let nodes = tokens.find(presented).ok_or(Refusal::InvalidToken)?;
+            credential.token_nodes = Some(nodes.cloned());
         }
-        Ok(())
+        Ok(credential)
     }
 
     fn count(&self, refusal: &Refusal) {
@@ -197,7 +213,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+    fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
         let chain = request
             .extensions()
             .get::<TlsConnectInfo<TcpConnectInfo>>()
@@ -211,7 +227,8 @@ where
             chain.as_deref().map(Vec::as_slice),
             authorization,
         ) {
-            Ok(()) => {
+            Ok(credential) => {
+                request.extensions_mut().insert(credential);
                 // The clone that was polled ready is the one to call.
                 let clone = self.inner.clone();
                 let mut inner = std::mem::replace(&mut self.inner, clone);
@@ -278,6 +295,7 @@ mod tests {
             tls: Some(Arc::new(tls)),
             tokens,
             stats: Arc::default(),
+            binding: Binding::Auto,
         };
         (policy, dir)
     }
@@ -289,26 +307,31 @@ mod tests {
         let (policy, _t) = policy(&pki, true, None);
         let admin = "/hostpulse.v1.Admin/ListNodes";
         assert_eq!(
-            policy.check(admin, Some(&chain(&pki, "client")), None),
+            policy
+                .check(admin, Some(&chain(&pki, "client")), None)
+                .map(drop),
             Ok(())
         );
         assert_eq!(
-            policy.check(admin, None, None),
+            policy.check(admin, None, None).map(drop),
             Err(Refusal::ClientCert(ClientCertRejection::Missing))
         );
         assert_eq!(
-            policy.check(admin, Some(&[]), None),
+            policy.check(admin, Some(&[]), None).map(drop),
             Err(Refusal::ClientCert(ClientCertRejection::Missing))
         );
-        let Err(Refusal::ClientCert(ClientCertRejection::Invalid(why))) =
-            policy.check(admin, Some(&chain(&pki, "rogue")), None)
+        let Err(Refusal::ClientCert(ClientCertRejection::Invalid(why))) = policy
+            .check(admin, Some(&chain(&pki, "rogue")), None)
+            .map(drop)
         else {
             panic!("another CA's certificate accepted");
         };
         assert!(why.contains("UnknownIssuer"), "{why}");
         // A certificate of the right CA but for servers only is not a client's.
         assert!(matches!(
-            policy.check(admin, Some(&chain(&pki, "server")), None),
+            policy
+                .check(admin, Some(&chain(&pki, "server")), None)
+                .map(drop),
             Err(Refusal::ClientCert(ClientCertRejection::Invalid(_)))
         ));
     }
@@ -324,7 +347,7 @@ mod tests {
             "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
             "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
         ] {
-            assert_eq!(policy.check(open, None, None), Ok(()), "{open}");
+            assert_eq!(policy.check(open, None, None).map(drop), Ok(()), "{open}");
         }
         // Deny by default: paths no one listed, lookalikes, a future service.
         for closed in [
@@ -336,7 +359,10 @@ mod tests {
             "",
         ] {
             assert!(
-                policy.check(closed, None, Some(b"Bearer t0k")).is_err(),
+                policy
+                    .check(closed, None, Some(b"Bearer t0k"))
+                    .map(drop)
+                    .is_err(),
                 "{closed}"
             );
         }
@@ -344,21 +370,50 @@ mod tests {
         let good = chain(&pki, "client");
         let ingest = "/hostpulse.v1.Ingest/Stream";
         assert_eq!(
-            policy.check(ingest, Some(&good), Some(b"Bearer t0k")),
+            policy
+                .check(ingest, Some(&good), Some(b"Bearer t0k"))
+                .map(drop),
             Ok(())
         );
         assert_eq!(
-            policy.check(ingest, Some(&good), None),
+            policy.check(ingest, Some(&good), None).map(drop),
             Err(Refusal::MissingToken)
         );
         assert_eq!(
-            policy.check(ingest, Some(&good), Some(b"Bearer t0kk")),
+            policy
+                .check(ingest, Some(&good), Some(b"Bearer t0kk"))
+                .map(drop),
             Err(Refusal::InvalidToken)
         );
         assert!(matches!(
-            policy.check(ingest, None, Some(b"Bearer t0k")),
+            policy.check(ingest, None, Some(b"Bearer t0k")).map(drop),
             Err(Refusal::ClientCert(ClientCertRejection::Missing))
         ));
+    }
+
+    #[test]
+    fn the_credential_that_passed_bounds_the_node_ids_of_the_hello() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = e2e::Pki::new(dir.path());
+        let (policy, _t) = policy(&pki, true, Some("# staff\nt0k node=cl*\n"));
+        let ingest = "/hostpulse.v1.Ingest/Stream";
+        let credential = policy
+            .check(ingest, Some(&chain(&pki, "client")), Some(b"Bearer t0k"))
+            .unwrap();
+        assert!(credential.client_cert.is_some());
+        assert_eq!(credential.allows("client"), Ok(()));
+        assert!(credential.allows("web-1").is_err());
+        // The comment line is not a token.
+        assert_eq!(
+            policy
+                .check(
+                    ingest,
+                    Some(&chain(&pki, "client")),
+                    Some(b"Bearer # staff")
+                )
+                .map(drop),
+            Err(Refusal::InvalidToken)
+        );
     }
 
     #[test]
@@ -368,7 +423,9 @@ mod tests {
         let (policy, _t) = policy(&pki, false, None);
         assert!(!policy.requires_credentials());
         assert_eq!(
-            policy.check("/hostpulse.v1.Ingest/Stream", None, None),
+            policy
+                .check("/hostpulse.v1.Ingest/Stream", None, None)
+                .map(drop),
             Ok(())
         );
         assert!(

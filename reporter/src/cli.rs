@@ -9,7 +9,12 @@ use clap::Parser;
 /// hostpulse reporter: accepts gatherer streams over gRPC, stores every batch
 /// before acknowledging it, pushes configuration to gatherers.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "reporter", version, max_term_width = 100)]
+#[command(
+    name = "reporter",
+    version,
+    max_term_width = 100,
+    after_help = "Spool tools: `reporter spool inspect FILE`, `reporter spool replay FILE --spool-dir DIR` (see `reporter spool --help`)."
+)]
 pub struct Args {
     /// Address to serve gRPC on (Ingest, Admin, health, reflection).
     #[arg(long, env = "HOSTPULSE_LISTEN", default_value = "0.0.0.0:8675")]
@@ -45,10 +50,22 @@ pub struct Args {
     #[arg(long, env = "HOSTPULSE_QUESTDB")]
     pub questdb: Option<String>,
 
-    /// Create the QuestDB tables at start (deploy/questdb/schema.sql through
-    /// QuestDB's HTTP /exec): WAL, partitioned by day, DEDUP UPSERT KEYS, TTL.
-    #[arg(long, env = "HOSTPULSE_QUESTDB_APPLY_SCHEMA", requires = "questdb")]
+    /// Create missing QuestDB tables (deploy/questdb/schema.sql through
+    /// QuestDB's HTTP /exec), then verify them: the same as --questdb-schema apply.
+    #[arg(
+        long,
+        env = "HOSTPULSE_QUESTDB_APPLY_SCHEMA",
+        requires = "questdb",
+        conflicts_with = "questdb_schema"
+    )]
     pub questdb_apply_schema: bool,
+
+    /// `verify`: QuestDB is written only while every table of the schema exists
+    /// with DEDUP and designated timestamp ts (checked at start, after failures
+    /// and every minute; until then the spool keeps the rows). `apply`: create
+    /// missing tables first. `off`: no check (ILP servers other than QuestDB).
+    #[arg(long, env = "HOSTPULSE_QUESTDB_SCHEMA", default_value = "verify", value_parser = ["apply", "verify", "off"])]
+    pub questdb_schema: String,
 
     /// Also write every row as a JSON line: `stdout` or a file path (fsync'ed).
     #[arg(long, env = "HOSTPULSE_JSONL")]
@@ -110,6 +127,23 @@ pub struct Args {
     #[arg(long, env = "HOSTPULSE_MAX_PENDING_CONNECTIONS")]
     pub max_pending_connections: Option<usize>,
 
+    /// Samples older than this (by the reporter's clock) are dropped at
+    /// ingest, counted and reported in the Ack; the rest of the batch is kept.
+    /// Cover the longest outage a gatherer's buffer rides out.
+    #[arg(long, env = "HOSTPULSE_MAX_SAMPLE_AGE", default_value = "30d", value_parser = parse_duration)]
+    pub max_sample_age: Duration,
+
+    /// Samples further ahead of the reporter's clock than this are dropped
+    /// at ingest, counted and reported in the Ack.
+    #[arg(long, env = "HOSTPULSE_MAX_CLOCK_SKEW", default_value = "10m", value_parser = parse_duration)]
+    pub max_clock_skew: Duration,
+
+    /// Tables gatherers may write besides the hostpulse families and
+    /// hostpulse_self, comma-separated ([a-z0-9_]{1,64} each); a row of any
+    /// other table is refused with INVALID_ARGUMENT (empty: none).
+    #[arg(long, env = "HOSTPULSE_CUSTOM_TABLES", default_value = "", value_parser = crate::admission::parse_custom_tables)]
+    pub custom_tables: crate::admission::CustomTables,
+
     /// A stream silent this long is ended (must exceed the gatherers' interval).
     #[arg(long, env = "HOSTPULSE_IDLE_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
     pub idle_timeout: Duration,
@@ -144,9 +178,18 @@ pub struct Args {
 
     /// Calls other than health and reflection need `authorization: Bearer
     /// <token>` with a token that is a line of this file (several lines:
-    /// rotation). Re-read on SIGHUP and when the file changes.
+    /// rotation; `# comments`; `TOKEN node=web-*` binds a token to node ids).
+    /// Re-read on SIGHUP and when the file changes.
     #[arg(long, env = "HOSTPULSE_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
+
+    /// Which node ids a stream's credentials may claim in Hello. `auto`: a
+    /// client certificate allows its CN and DNS subjectAltNames, a token line
+    /// with `node=` its patterns, others any node; `require`: also refuse
+    /// credentials that bind nothing; `off`: no check (one certificate
+    /// shared by all nodes). Refusals get PERMISSION_DENIED.
+    #[arg(long, env = "HOSTPULSE_NODE_BINDING", value_enum, default_value_t = crate::identity::Binding::Auto)]
+    pub node_binding: crate::identity::Binding,
 
     /// Apply the QuestDB schema (--questdb required) and exit: 0 once every
     /// statement succeeded, 1 otherwise (a Kubernetes Job retries). Nothing is served.

@@ -1,8 +1,9 @@
 //! `Ingest.Stream`: one gatherer's stream, from Hello to its end.
 //!
 //! ```text
-//! Hello ──► checks (version, node id) ──► register ──► Welcome(config)
-//!   loop: Batch ──► sequence check ──► decode ──► sink.write ──► Ack ──► Tail
+//! Hello ──► checks (version, node id, [`identity`]) ──► register ──► Welcome(config)
+//!   loop: Batch ──► sequence check ──► admission (normalise, decode, rules,
+//!         time window: crate::admission) ──► sink.write ──► Ack ──► Tail
 //!         config reloaded          ──► GathererConfig (when this node's changed)
 //!         newer stream, same node  ──► ABORTED
 //!         stream age reached       ──► UNAVAILABLE (reconnect: rebalances replicas)
@@ -31,6 +32,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument as _;
 
 use crate::config::Config;
+use crate::identity::{self, Credential};
 use crate::registry::{Registry, StreamId};
 use crate::sink::{AcceptedBatch, Sink};
 use crate::tail::Tail;
@@ -73,6 +75,8 @@ pub struct Shared {
     pub metrics: crate::metrics::Metrics,
     /// Authentication refusals (counted by the auth layer and the acceptor).
     pub auth: Arc<crate::auth::AuthStats>,
+    /// What a batch may contain (checked before the acknowledgement).
+    pub admission: crate::admission::Admission,
 }
 
 /// The `Ingest` service.
@@ -102,6 +106,7 @@ impl pb::ingest_server::Ingest for IngestService {
             .extensions()
             .get::<crate::limits::StreamPlace>()
             .cloned();
+        let credential = request.extensions().get::<Credential>().cloned();
         let inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(16);
         let shared = Arc::clone(&self.shared);
@@ -116,6 +121,7 @@ impl pb::ingest_server::Ingest for IngestService {
                     shared,
                     tx,
                     peer,
+                    credential,
                     id: None,
                     node: Arc::from(""),
                     place,
@@ -133,6 +139,8 @@ struct Session {
     shared: Arc<Shared>,
     tx: Outbound,
     peer: Option<SocketAddr>,
+    /// What authenticated the stream; bounds the node ids of its Hello.
+    credential: Option<Credential>,
     id: Option<StreamId>,
     node: Arc<str>,
     /// The stream's place under --max-pending-streams / --max-streams.
@@ -180,6 +188,13 @@ impl Session {
         let peer = self
             .peer
             .map_or_else(|| "unknown".to_string(), |p| p.to_string());
+        // Before registering: a refused claim must not end the real node's stream.
+        identity::admit(
+            self.credential.as_ref(),
+            &hello.node_id,
+            &peer,
+            &self.shared.auth,
+        )?;
         let (id, mut superseded) = self.shared.registry.register(&hello, peer.clone());
         self.id = Some(id);
         self.node = Arc::from(hello.node_id.as_str());
@@ -257,6 +272,7 @@ impl Session {
                         }
                         Some(gatherer_message::Message::Batch(b)) => b,
                     };
+                    let mut batch = batch;
                     let arrived = std::time::Instant::now();
                     let span = tracing::debug_span!("batch", sequence = batch.sequence, samples = tracing::field::Empty);
                     if batch.sequence == 0 {
@@ -269,8 +285,12 @@ impl Session {
                         )));
                     }
                     let mut in_flight = memory.before_decode(&batch, defs.len()).map_err(|e| e.status())?;
-                    let decoded = span.in_scope(|| defs.decode(&batch)).map_err(|e| codec_status(&e, batch.sequence))?;
+                    let admission = &self.shared.admission;
+                    admission.normalise(&mut batch);
+                    let mut decoded = span.in_scope(|| defs.decode(&batch)).map_err(|e| codec_status(&e, batch.sequence))?;
                     memory.after_decode(defs.len(), &batch, decoded.rows.len(), &mut in_flight);
+                    admission.check(&decoded)?;
+                    let dropped = admission.window(&mut batch, &mut decoded, std::time::SystemTime::now());
                     let samples = decoded.samples as u64;
                     span.record("samples", samples);
                     let accepted = Arc::new(AcceptedBatch {
@@ -284,7 +304,11 @@ impl Session {
                     }
                     last = Some(batch.sequence);
                     self.shared.registry.acked(id, batch.sequence, samples);
-                    let ack = pb::Ack { sequence: batch.sequence };
+                    let ack = pb::Ack {
+                        sequence: batch.sequence,
+                        dropped_samples: dropped.samples,
+                        dropped_reason: dropped.reason,
+                    };
                     if self.send(reporter_message::Message::Ack(ack)).await.is_err() {
                         return Ok(End::Closed);
                     }
@@ -337,12 +361,8 @@ fn check_hello(hello: &pb::Hello) -> Result<(), Status> {
             hello.protocol_version
         )));
     }
-    if hello.node_id.is_empty() || hello.node_id.len() > 253 {
-        return Err(Status::invalid_argument("node_id must hold 1 to 253 bytes"));
-    }
-    if hello.node_id.chars().any(char::is_control) {
-        return Err(Status::invalid_argument("node_id holds control characters"));
-    }
+    hostpulse_proto::rules::check_node_id(&hello.node_id)
+        .map_err(|e| Status::invalid_argument(format!("Hello.node_id refused: {e}")))?;
     Ok(())
 }
 

@@ -9,7 +9,9 @@
 //!   batches in flight are charged against.
 //! - [`ingest`]: one gatherer's stream from Hello to its end: sequence checks,
 //!   decoding ([`hostpulse_proto::codec`]), the sink, acknowledgements,
-//!   configuration pushes.
+//!   configuration pushes; [`admission`] decides what a batch may contain
+//!   (the rules of [`hostpulse_proto::rules`], the table namespace, the time
+//!   window) before it is acknowledged.
 //! - [`sink`]: where accepted batches go; an acknowledgement is sent only once
 //!   the sink has made the batch durable: the [`spool`], whose drainers feed
 //!   every [`store`] from its own cursor.
@@ -22,17 +24,20 @@
 //! - [`security`]: TLS and authentication flags, checked at start and
 //!   reloaded on SIGHUP or file change: [`tls`] (certificates, client CA),
 //!   [`token`] (bearer tokens), [`acceptor`] (the TLS listener), [`auth`] (the
-//!   layer that refuses unauthenticated calls, deny by default).
+//!   layer that refuses unauthenticated calls, deny by default), [`identity`]
+//!   (which node ids a stream's credentials may claim).
 //! - [`cli`]: the command line.
 
 #![forbid(unsafe_code)]
 
 pub mod acceptor;
 pub mod admin;
+pub mod admission;
 pub mod auth;
 pub mod budget;
 pub mod cli;
 pub mod config;
+pub mod identity;
 pub mod ingest;
 pub mod limits;
 pub mod listener;

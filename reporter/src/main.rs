@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hostpulse_ops::daemon::{self, Threads};
+use reporter::admission::{Admission, AdmissionOptions};
 use reporter::cli::Args;
 use reporter::config::{self, ConfigStore};
 use reporter::ingest::{Shared, StreamLimits};
@@ -18,13 +19,17 @@ use reporter::sink::{NullSink, Sink};
 use reporter::spool::{Spool, SpoolOptions};
 use reporter::store::Store;
 use reporter::store::jsonl::JsonlStore;
-use reporter::store::questdb::{self, QuestDbStore};
+use reporter::store::questdb;
+use reporter::store::questdb_schema::{self, SchemaMode, SchemaWatch};
 use reporter::store::sqlite::SqliteStore;
 use reporter::tail::Tail;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
 fn main() -> ExitCode {
+    if let Some(code) = reporter::spool::inspect::run_if_invoked() {
+        return code;
+    }
     let loaded = match daemon::settings::<Args>(&[config::SECTION]) {
         Ok(l) => l,
         Err(code) => return code,
@@ -121,6 +126,7 @@ async fn run(args: Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let mut questdb_schema = None;
     let (sink, spool): (Arc<dyn Sink>, Option<Arc<Spool>>) = if args.sink == "null" {
         (Arc::new(NullSink), None)
     } else {
@@ -132,12 +138,14 @@ async fn run(args: Args) -> ExitCode {
             let args = args.clone();
             // Opening stores may talk to a database (schema): not on the runtime.
             tokio::task::spawn_blocking(move || {
-                let stores = build_stores(&args).map_err(|e| (2u8, e))?;
-                Spool::open(options, stores).map_err(|e| (1u8, e.to_string()))
+                let (stores, watch) = build_stores(&args).map_err(|e| (2u8, e))?;
+                let spool = Spool::open(options, stores).map_err(|e| (1u8, e.to_string()))?;
+                Ok((spool, watch))
             })
         };
         match setup.await {
-            Ok(Ok(spool)) => {
+            Ok(Ok((spool, watch))) => {
+                questdb_schema = watch;
                 let spool = Arc::new(spool);
                 (Arc::clone(&spool) as Arc<dyn Sink>, Some(spool))
             }
@@ -176,6 +184,11 @@ async fn run(args: Args) -> ExitCode {
         spool: spool.clone(),
         metrics: Metrics::default(),
         auth: Arc::clone(&security.stats),
+        admission: Admission::new(AdmissionOptions {
+            max_sample_age: args.max_sample_age,
+            max_clock_skew: args.max_clock_skew,
+            custom_tables: args.custom_tables.0.clone(),
+        }),
     });
     let options = ServerOptions {
         max_streams: args.max_streams,
@@ -237,6 +250,7 @@ async fn run(args: Args) -> ExitCode {
                 tracing::info!(listen = %addr, "admin port: /metrics, /healthz, grpc.health.v1");
                 let report = Arc::new(ReporterReport {
                     shared: Arc::clone(&shared),
+                    questdb_schema: questdb_schema.clone(),
                 });
                 let mut routes =
                     tonic::service::Routes::new(server::health_service(&options.health));
@@ -352,9 +366,14 @@ async fn handle_signals(
     let _ = stop.send(());
 }
 
+/// The stores, and the QuestDB store's schema verdict (`None`: not checked).
+type Stores = (Vec<Box<dyn Store>>, Option<SchemaWatch>);
+
 /// The stores the spool drains into, from the command line: SQLite unless
-/// --questdb is given or --sqlite is `none`, plus QuestDB and JSON lines when asked.
-fn build_stores(args: &Args) -> Result<Vec<Box<dyn Store>>, String> {
+/// --questdb is given or --sqlite is `none`, plus QuestDB and JSON lines when
+/// asked; and the QuestDB store's schema verdict.
+fn build_stores(args: &Args) -> Result<Stores, String> {
+    let mut watch = None;
     let mut stores: Vec<Box<dyn Store>> = Vec::new();
     let sqlite = match args.sqlite.as_deref() {
         Some("none") => None,
@@ -368,18 +387,14 @@ fn build_stores(args: &Args) -> Result<Vec<Box<dyn Store>>, String> {
         stores.push(Box::new(store));
     }
     if let Some(conf) = &args.questdb {
-        let store = QuestDbStore::new(conf).map_err(|e| format!("--questdb: {e}"))?;
-        if args.questdb_apply_schema {
-            match questdb::apply_schema(conf, questdb::SCHEMA_SQL) {
-                Ok(()) => tracing::info!("QuestDB schema applied"),
-                // The database may be down at start: the spool covers that,
-                // and the sink's rows create their tables on the fly anyway.
-                Err(e) => {
-                    tracing::error!(error = %e, "could not apply the QuestDB schema; tables will be created by the first rows")
-                }
-            }
-        }
-        stores.push(Box::new(store));
+        let mode = if args.questdb_apply_schema {
+            SchemaMode::Apply
+        } else {
+            args.questdb_schema.parse::<SchemaMode>()?
+        };
+        let (store, checked) = questdb_schema::open(conf, mode)?;
+        watch = checked;
+        stores.push(store);
     }
     if let Some(target) = &args.jsonl {
         let store = JsonlStore::open(target).map_err(|e| format!("--jsonl {target}: {e}"))?;
@@ -388,7 +403,7 @@ fn build_stores(args: &Args) -> Result<Vec<Box<dyn Store>>, String> {
     if stores.is_empty() {
         return Err("no store to drain the spool into: give --sqlite, --questdb or --jsonl".into());
     }
-    Ok(stores)
+    Ok((stores, watch))
 }
 
 fn hostname() -> String {

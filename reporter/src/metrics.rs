@@ -99,6 +99,8 @@ fn code_name(code: tonic::Code) -> &'static str {
 pub struct ReporterReport {
     /// What the streams share (metrics, registry, spool, configuration).
     pub shared: Arc<Shared>,
+    /// The QuestDB store's schema verdict (`None`: no check).
+    pub questdb_schema: Option<crate::store::questdb_schema::SchemaWatch>,
 }
 
 impl Report for ReporterReport {
@@ -168,6 +170,12 @@ impl Report for ReporterReport {
             );
         }
         page.single(
+            "hostpulse_reporter_node_id_refused_total",
+            Kind::Counter,
+            "Hellos refused with PERMISSION_DENIED: the credential does not allow the node id.",
+            load(&a.node_id_refused),
+        );
+        page.single(
             "hostpulse_reporter_plaintext_connections_total",
             Kind::Counter,
             "Plaintext connections to the TLS listener (refused).",
@@ -203,9 +211,20 @@ impl Report for ReporterReport {
             "Generation of the gatherers' configuration in force.",
             self.shared.config.borrow().generation as f64,
         );
+        self.shared.admission.write_metrics(page);
         if let Some(spool) = &self.shared.spool {
             spool.write_metrics(page);
         }
+        if let Some(schema) = &self.questdb_schema {
+            schema.write_metrics(page);
+        }
+    }
+
+    fn notes(&self) -> Vec<String> {
+        self.questdb_schema
+            .iter()
+            .filter_map(|s| s.health_note())
+            .collect()
     }
 
     fn health(&self) -> Result<(), String> {

@@ -8,6 +8,7 @@
 //! | `--tls-cert --tls-key` | TLS; plaintext clients are told to use https:// |
 //! | `+ --tls-client-ca` | mutual TLS: protected calls need a client certificate from that CA |
 //! | `--token-file` | protected calls need `authorization: Bearer <token>` (with or without TLS) |
+//! | `--node-binding` | which node ids the credentials allow in Hello ([`crate::identity`]) |
 //!
 //! Which calls are protected is [`crate::auth`]'s business (deny by default).
 
@@ -20,6 +21,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::auth::{AuthStats, Policy};
 use crate::cli::Args;
+use crate::identity::Binding;
 use crate::tls::{TlsError, TlsFiles, TlsState};
 use crate::token::{TokenError, TokenState};
 
@@ -47,6 +49,8 @@ pub struct Security {
     pub tokens: Option<Arc<TokenState>>,
     /// Refusal and reload counters.
     pub stats: Arc<AuthStats>,
+    /// How node ids are bound to credentials.
+    pub binding: Binding,
 }
 
 impl Security {
@@ -74,6 +78,12 @@ impl Security {
             .map(TokenState::open)
             .transpose()?
             .map(Arc::new);
+        if args.node_binding == Binding::Require && tokens.is_none() && args.tls_client_ca.is_none()
+        {
+            return Err(SecurityError::Flags(
+                "--node-binding require needs credentials to bind: --tls-client-ca or --token-file",
+            ));
+        }
         if tokens.is_some() && tls.is_none() {
             tracing::warn!(
                 "--token-file without --tls-cert: bearer tokens travel in clear text (fine behind a TLS-terminating mesh, not on an open network)"
@@ -83,6 +93,7 @@ impl Security {
             tls,
             tokens,
             stats: Arc::new(AuthStats::default()),
+            binding: args.node_binding,
         })
     }
 
@@ -92,6 +103,7 @@ impl Security {
             tls: self.tls.clone(),
             tokens: self.tokens.clone(),
             stats: Arc::clone(&self.stats),
+            binding: self.binding,
         })
     }
 

@@ -20,39 +20,34 @@
 //! # Reload
 //!
 //! [`TlsState::reload`] reads all three files again and replaces the material
-//! only if everything parses and the key matches the certificate; otherwise
-//! the previous material stays in force. New connections use the new material;
+//! only if everything passes the checks done at start
+//! ([`hostpulse_ops::certificate`]: X.509 v3, validity dates, serverAuth,
+//! subjectAltName, the key matching the certificate, a client CA that is a
+//! CA); otherwise the previous material stays in force. New connections use the new material;
 //! established connections keep theirs until they are recycled
 //! (`--max-connection-age`).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use rustls::client::danger::HandshakeSignatureValid;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{
     DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme,
 };
 
+use hostpulse_ops::certificate::{self, CertError, File, Usage};
+
 use crate::security::{Load, Reloadable};
+
+/// Whose files these are, in messages.
+const OWNER: &str = "this reporter's";
 
 /// Why TLS material could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    /// A file could not be read (missing, permissions). Fix the path or the
-    /// file's mode; on reload the previous material stays in force.
-    #[error("cannot read {flag} {path}: {source}")]
-    Read {
-        /// The flag naming the file.
-        flag: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
     /// The file is not PEM of the expected kind (a key given as the
     /// certificate, a truncated file).
     #[error("{flag} {path}: {reason}")]
@@ -64,6 +59,10 @@ pub enum TlsError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A certificate, key or CA file that cannot work (v1, expired, wrong
+    /// usage, key mismatch...): the message says which and how to fix it.
+    #[error(transparent)]
+    Cert(#[from] CertError),
     /// rustls refused the material: the key does not match the certificate,
     /// an unsupported key type, a CA that is not a usable trust anchor.
     #[error("{0}")]
@@ -96,8 +95,11 @@ pub enum ClientCertRejection {
     )]
     Missing,
     /// The certificate does not chain to the client CA, is expired, or is
-    /// not meant for client authentication.
-    #[error("the client certificate is not accepted by this reporter's --tls-client-ca: {0}")]
+    /// not meant for client authentication. The text says which, as the end
+    /// of a sentence about the gatherer's certificate.
+    #[error(
+        "the client certificate is not accepted by this reporter's --tls-client-ca: the gatherer's certificate {0}"
+    )]
     Invalid(String),
 }
 
@@ -118,7 +120,14 @@ impl ClientCa {
         self.verifier
             .verify_client_cert(leaf, intermediates, UnixTime::now())
             .map(|_| ())
-            .map_err(|e| ClientCertRejection::Invalid(e.to_string()))
+            .map_err(|e| {
+                ClientCertRejection::Invalid(match &e {
+                    rustls::Error::InvalidCertificate(c) => {
+                        certificate::verdict(c, "the reporter's --tls-client-ca")
+                    }
+                    other => format!("is refused: {other}"),
+                })
+            })
     }
 }
 
@@ -188,20 +197,44 @@ pub struct Material {
 }
 
 impl Material {
-    /// Reads and checks every file.
+    /// Reads and checks every file ([`hostpulse_ops::certificate`]: version,
+    /// dates, key usage, subjectAltName, key match, CA).
     pub fn load(files: &TlsFiles) -> Result<Material, TlsError> {
-        let chain = read_certs("--tls-cert", &files.cert)?;
-        let key_pem = read("--tls-key", &files.key)?;
-        let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| TlsError::Pem {
+        let now = std::time::SystemTime::now();
+        let cert_file = File {
+            owner: OWNER,
+            flag: "--tls-cert",
+            path: &files.cert,
+        };
+        let key_file = File {
+            owner: OWNER,
             flag: "--tls-key",
-            path: files.key.clone(),
-            reason: format!("no private key found ({e})"),
-        })?;
+            path: &files.key,
+        };
+        let identity = certificate::check_identity(
+            &cert_file,
+            &certificate::read(&cert_file)?,
+            &key_file,
+            &certificate::read(&key_file)?,
+            Usage::Server,
+            now,
+        )?;
         let client_ca = match &files.client_ca {
             None => None,
             Some(path) => {
+                let file = File {
+                    owner: OWNER,
+                    flag: "--tls-client-ca",
+                    path,
+                };
+                let certs = certificate::check_ca(
+                    &file,
+                    &certificate::read(&file)?,
+                    "the gatherers' client certificates",
+                    now,
+                )?;
                 let mut roots = RootCertStore::empty();
-                for cert in read_certs("--tls-client-ca", path)? {
+                for cert in certs {
                     roots.add(cert).map_err(|e| TlsError::Pem {
                         flag: "--tls-client-ca",
                         path: path.clone(),
@@ -220,13 +253,15 @@ impl Material {
             })),
             None => builder.with_no_client_auth(),
         };
-        let mut server = builder.with_single_cert(chain, key).map_err(|e| {
-            TlsError::Rustls(format!(
-                "--tls-cert {} with --tls-key {}: {e}",
-                files.cert.display(),
-                files.key.display()
-            ))
-        })?;
+        let mut server = builder
+            .with_single_cert(identity.chain, identity.key)
+            .map_err(|e| {
+                TlsError::Rustls(format!(
+                    "this reporter's --tls-cert {} with --tls-key {}: {e}",
+                    files.cert.display(),
+                    files.key.display()
+                ))
+            })?;
         server.alpn_protocols = vec![b"h2".to_vec()];
         Ok(Material {
             server: Arc::new(server),
@@ -247,42 +282,50 @@ impl Load for Material {
     }
 }
 
+/// Why a client's TLS handshake failed, naming the side at fault, for the
+/// reporter's log line: the client distrusting this reporter's certificate,
+/// a client that speaks no common TLS, or the network.
+pub fn handshake_failure(e: &std::io::Error) -> String {
+    use rustls::AlertDescription as A;
+    let Some(tls) = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    else {
+        return format!("network: {e}");
+    };
+    match tls {
+        rustls::Error::AlertReceived(
+            alert @ (A::UnknownCA
+            | A::BadCertificate
+            | A::CertificateUnknown
+            | A::CertificateExpired
+            | A::UnsupportedCertificate),
+        ) => format!(
+            "the client refused this reporter's certificate ({alert:?}): its CA file (the gatherer's --tls-ca, grpcurl -cacert) must hold the CA that issued --tls-cert, and the name it dials must be in that certificate's subjectAltName"
+        ),
+        rustls::Error::AlertReceived(alert) => {
+            format!("the client ended the handshake ({alert:?}): {e}")
+        }
+        rustls::Error::PeerIncompatible(_) => format!(
+            "the client shares no TLS version or cipher suite with this reporter (TLS 1.2 and 1.3 only): {e}"
+        ),
+        _ => format!(
+            "the client's handshake is not acceptable TLS (a scanner, or not a TLS client): {e}"
+        ),
+    }
+}
+
 /// The crypto provider (ring, as the gatherer uses).
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
-}
-
-fn read(flag: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read {
-        flag,
-        path: path.to_path_buf(),
-        source,
-    })
-}
-
-fn read_certs(flag: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let pem = read(flag, path)?;
-    let certs = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| TlsError::Pem {
-            flag,
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-    if certs.is_empty() {
-        return Err(TlsError::Pem {
-            flag,
-            path: path.to_path_buf(),
-            reason: "no CERTIFICATE block found".into(),
-        });
-    }
-    Ok(certs)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use rustls::client::ResolvesClientCert;
+    use rustls::pki_types::PrivateKeyDer;
+    use rustls::pki_types::pem::PemObject;
     use rustls::sign::CertifiedKey;
 
     /// A client that presents `cert` signed with `key`, whether they match
@@ -302,11 +345,15 @@ mod tests {
 
     fn client(pki: &e2e::Pki, identity: Option<(&str, &str)>) -> tokio_rustls::TlsConnector {
         let mut roots = RootCertStore::empty();
-        for ca in read_certs("ca", Path::new(&pki.pem("ca1"))).unwrap() {
+        for ca in CertificateDer::pem_file_iter(pki.pem("ca1")).unwrap() {
+            let ca = ca.unwrap();
             roots.add(ca).unwrap();
         }
         let identity = identity.map(|(cert, key)| {
-            let chain = read_certs("cert", Path::new(&pki.pem(cert))).unwrap();
+            let chain = CertificateDer::pem_file_iter(pki.pem(cert))
+                .unwrap()
+                .collect::<Result<Vec<_>, _>>()
+                .unwrap();
             let key = PrivateKeyDer::from_pem_file(pki.key(key)).unwrap();
             let key = provider().key_provider.load_private_key(key).unwrap();
             Arc::new(CertifiedKey::new(chain, key))
@@ -364,15 +411,42 @@ mod tests {
             client_ca: None,
         };
         let err = Material::load(&files(&pki.key("server"), &pki.key("server"))).unwrap_err();
-        assert!(err.to_string().starts_with("--tls-cert "), "{err}");
+        assert!(
+            err.to_string().starts_with(&format!(
+                "this reporter's --tls-cert {}: no CERTIFICATE block found",
+                pki.key("server")
+            )),
+            "{err}"
+        );
         let err = Material::load(&files(&pki.pem("server"), &pki.pem("server"))).unwrap_err();
         assert!(err.to_string().contains("no private key found"), "{err}");
         let err = Material::load(&files(&pki.pem("server"), &pki.key("client"))).unwrap_err();
-        assert!(err.to_string().contains("KeyMismatch"), "{err}");
+        assert!(
+            err.to_string().starts_with(&format!(
+                "this reporter's --tls-key {}: the key does not belong to certificate CN=server",
+                pki.key("client")
+            )),
+            "{err}"
+        );
         let err = Material::load(&files("/nonexistent.pem", &pki.key("server"))).unwrap_err();
         assert!(
             err.to_string()
-                .starts_with("cannot read --tls-cert /nonexistent.pem"),
+                .starts_with("this reporter's --tls-cert /nonexistent.pem: cannot read it"),
+            "{err}"
+        );
+        // A client certificate as the server's, and a leaf as the client CA.
+        let err = Material::load(&files(&pki.pem("client"), &pki.key("client"))).unwrap_err();
+        assert!(err.to_string().contains("is not for serverAuth"), "{err}");
+        let err = Material::load(&TlsFiles {
+            client_ca: Some(pki.pem("client").into()),
+            ..files(&pki.pem("server"), &pki.key("server"))
+        })
+        .unwrap_err();
+        assert!(
+            err.to_string().starts_with(&format!(
+                "this reporter's --tls-client-ca {}: certificate CN=client is not a CA certificate",
+                pki.pem("client")
+            )),
             "{err}"
         );
     }

@@ -1018,7 +1018,9 @@ fn apply_schema_sends_every_statement_in_order() {
         let sql = decode(query);
         assert!(sql.starts_with("CREATE TABLE IF NOT EXISTS \""), "{sql}");
         assert!(sql.contains(" TIMESTAMP(ts) PARTITION BY "), "{sql}");
-        assert!(sql.contains(" WAL TTL "), "{sql}");
+        // QuestDB 9.3.5 refuses `WAL TTL ...`: the TTL comes first.
+        let (ttl, wal) = (sql.find(" TTL ").unwrap(), sql.find(" WAL ").unwrap());
+        assert!(ttl < wal, "TTL before WAL: {sql}");
         assert!(sql.contains(" DEDUP UPSERT KEYS(ts, node"), "{sql}");
         assert!(!sql.contains("--"), "comments are stripped: {sql}");
         tables.push(sql.split('"').nth(1).unwrap().to_string());
@@ -1108,4 +1110,81 @@ fn https_verifies_the_server_against_tls_roots() {
     );
     let e = QuestDbStore::new(&conf).unwrap_err().to_string();
     assert!(e.contains("README.md"), "{e}");
+}
+
+/// Through the spool, as the reporter drains it: a refused row is split
+/// from its batch, and only it goes to the rejected-rows file.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_bad_row_costs_only_itself_on_the_line_protocol_path() {
+    use reporter::sink::Sink;
+    use reporter::spool::{Spool, SpoolOptions};
+    let vm = Vm::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let store = QuestDbStore::new(&vm.http_conf()).unwrap();
+    let spool = Spool::open(
+        SpoolOptions {
+            dir: dir.path().to_path_buf(),
+            max_bytes: 1 << 20,
+        },
+        vec![Box::new(store)],
+    )
+    .unwrap();
+    let ts = recent_ns(5);
+    let rows: Vec<DecodedRow> = ["good1", "good2", "good3", "Bad Table", "good4"]
+        .iter()
+        .map(|t| row(t, &[("k", "v")], ts, &[("value", Value::Int(1))]))
+        .collect();
+    // A self-contained batch, as the spool stores it.
+    let mut stored = pb::Batch {
+        sequence: 1,
+        base_ts: ts,
+        ..Default::default()
+    };
+    let mut group = pb::Group::default();
+    for (i, r) in rows.iter().enumerate() {
+        let id = i as u32;
+        stored.row_keys.push(pb::RowKey {
+            id,
+            table: r.key.table.clone(),
+            tags: vec![pb::Tag {
+                key: "k".into(),
+                value: "v".into(),
+            }],
+        });
+        stored.series.push(pb::Series {
+            id,
+            row_key: id,
+            field: "value".into(),
+            kind: pb::ValueKind::Int as i32,
+        });
+        group.series_delta.push(i32::from(i > 0));
+        group.ints.push(1);
+    }
+    stored.groups.push(group);
+    let b = batch("n1", 1, rows);
+    spool
+        .write(Arc::new(AcceptedBatch {
+            node: Arc::clone(&b.node),
+            decoded: b.decoded.clone(),
+            stored,
+        }))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    // Handled once rejected and the cursor moved past it (the rows after the
+    // refused one are written after it is set aside).
+    while spool.status().sinks[0].rejected_batches < 1 || spool.status().sinks[0].lag_bytes > 0 {
+        assert!(Instant::now() < deadline, "{:?}", spool.status());
+        thread::sleep(Duration::from_millis(20));
+    }
+    let got = vm.export("good.*");
+    let names: Vec<&str> = got.keys().map(|l| l["__name__"].as_str()).collect();
+    assert_eq!(
+        names,
+        ["good1_value", "good2_value", "good3_value", "good4_value"]
+    );
+    let rejected = std::fs::read_to_string(dir.path().join("rejected-questdb.jsonl")).unwrap();
+    assert_eq!(rejected.lines().count(), 1, "{rejected}");
+    assert!(rejected.contains("Bad Table"), "{rejected}");
+    spool.shutdown(Duration::from_secs(1));
 }

@@ -10,9 +10,20 @@ use std::path::PathBuf;
 /// [`SpoolError::Corrupt`] for damage discovered while reading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Damage {
-    /// The segment file does not start with the 8-byte `HPSPOOL1` header.
+    /// The segment file starts with neither `HPSPOOL2` nor `HPSPOOL1` (its
+    /// records, if any valid one is found, are still read).
     BadHeader,
-    /// Fewer than the 8 bytes of a record header remain before the end of the segment.
+    /// No record marker where a record should start (`HPSPOOL2` segments).
+    NoMarker,
+    /// A valid record whose sequence number is not above the one before it:
+    /// a copy of earlier bytes (a misdirected or repeated write).
+    Duplicate {
+        /// The record's sequence number.
+        seq: u64,
+        /// The sequence number of the record delivered before it.
+        after: u64,
+    },
+    /// Fewer than the bytes of a record header remain before the end of the segment.
     TruncatedHeader {
         /// Bytes left in the segment at the record's start.
         remaining: u64,
@@ -46,9 +57,13 @@ pub enum Damage {
 impl fmt::Display for Damage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
-            Damage::BadHeader => f.write_str("segment header is not HPSPOOL1"),
+            Damage::BadHeader => f.write_str("segment header is neither HPSPOOL2 nor HPSPOOL1"),
+            Damage::NoMarker => f.write_str("no record marker"),
+            Damage::Duplicate { seq, after } => {
+                write!(f, "record {seq} repeated after record {after}")
+            }
             Damage::TruncatedHeader { remaining } => {
-                write!(f, "record header cut short ({remaining} of 8 bytes)")
+                write!(f, "record header cut short ({remaining} bytes left)")
             }
             Damage::LengthTooLarge { len } => {
                 write!(
@@ -156,22 +171,32 @@ pub enum SpoolError {
     #[error("spool writer is poisoned by an earlier failed sync; reopen the log")]
     Poisoned,
 
-    /// A record failed verification while being read.
+    /// A range of a segment holds no valid record; the reader skipped it.
     ///
-    /// Caused by: damage on disk after the log was opened, a segment file
-    /// modified by something else, or a `from` position that is not a record
-    /// boundary (positions must come from the log itself). The reader stops.
+    /// Caused by: damage on disk (flipped bytes, zeroed blocks, repeated
+    /// bytes) found while reading, or a `from` position that is not a record
+    /// boundary (positions must come from the log itself). Unlike every other
+    /// error this one does not end the reader: it resumes at the next valid
+    /// record (see the crate doc, "resynchronisation"), which it yields next.
     ///
-    /// The caller should report it; to skip the damaged segment, read again
-    /// from `Position { segment: segment + 1, offset: 0 }`. Reopening the log
-    /// quarantines a segment with a damaged record.
-    #[error("corrupt record in segment {segment} at offset {offset}: {damage}")]
+    /// The caller should count and report it (`bytes`, `records`) and may
+    /// keep a copy of the segment with [`keep_damaged`](crate::keep_damaged).
+    #[error(
+        "damaged spool range in segment {segment} at offset {offset}: {bytes} bytes, \
+         {records} records skipped ({damage})"
+    )]
     Corrupt {
         /// The segment id.
         segment: u64,
-        /// The byte offset of the damaged record in the segment.
+        /// The byte offset where the damaged range starts.
         offset: u64,
-        /// What is wrong.
+        /// Length of the range: the reader resumed at `offset + bytes`.
+        bytes: u64,
+        /// Records lost in the range: exact when the records on both sides
+        /// carry sequence numbers, else the record markers found in it (a
+        /// lower bound).
+        records: u64,
+        /// What was wrong at `offset`.
         damage: Damage,
     },
 

@@ -12,14 +12,26 @@ pub const MAX_RECORD: usize = 64 << 20;
 /// The default segment size limit: 8 MiB.
 pub const DEFAULT_SEGMENT_MAX_BYTES: u64 = 8 << 20;
 
-/// The 8 bytes every segment file starts with.
-pub const SEGMENT_MAGIC: [u8; 8] = *b"HPSPOOL1";
+/// The 8 bytes every segment this version writes starts with.
+pub const SEGMENT_MAGIC: [u8; 8] = *b"HPSPOOL2";
+
+/// The header of segments written by the first release (records without
+/// marker or sequence number). Still read; never written.
+pub const SEGMENT_MAGIC_V1: [u8; 8] = *b"HPSPOOL1";
 
 /// Length of the segment header: the offset of a segment's first record.
 pub const SEGMENT_HEADER_LEN: u64 = SEGMENT_MAGIC.len() as u64;
 
-/// Length of a record header: `len: u32 LE` then `crc: u32 LE`.
-pub const RECORD_HEADER_LEN: u64 = 8;
+/// The 4 bytes every record starts with (`HPSPOOL2`). `0xFE` never occurs in
+/// UTF-8 text, and none of the bytes is 0x00 or 0xFF (what blank or erased
+/// blocks hold).
+pub const RECORD_MARKER: [u8; 4] = [0xFE, 0x68, 0x70, 0xA5];
+
+/// Length of a record header: `marker | len: u32 LE | seq: u64 LE | crc: u32 LE`.
+pub const RECORD_HEADER_LEN: u64 = 20;
+
+/// Length of a record header in an `HPSPOOL1` segment: `len | crc`.
+pub const RECORD_HEADER_LEN_V1: u64 = 8;
 
 /// The subdirectory of the spool directory that damaged segments are moved to.
 pub const QUARANTINE_DIR: &str = "quarantine";
@@ -88,40 +100,104 @@ fn parse_id_digits(digits: &str) -> Option<u64> {
     }
 }
 
-/// The checksum stored in a record header: CRC-32C over the 4 length bytes
-/// then the payload.
-pub(crate) fn record_crc(len: u32, payload: &[u8]) -> u32 {
-    crc32c_update(crc32c(&len.to_le_bytes()), payload)
+/// The two record layouts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Version {
+    /// `HPSPOOL1`: `len | crc(len, payload)`.
+    V1,
+    /// `HPSPOOL2`: `marker | len | seq | crc(len, seq, payload)`.
+    V2,
+}
+
+impl Version {
+    /// The version a segment header names, if it names one.
+    pub(crate) fn from_magic(magic: &[u8]) -> Option<Version> {
+        if magic == SEGMENT_MAGIC {
+            Some(Version::V2)
+        } else if magic == SEGMENT_MAGIC_V1 {
+            Some(Version::V1)
+        } else {
+            None
+        }
+    }
+
+    pub(crate) fn header_len(self) -> u64 {
+        match self {
+            Version::V1 => RECORD_HEADER_LEN_V1,
+            Version::V2 => RECORD_HEADER_LEN,
+        }
+    }
+
+    /// Decodes a record header (`bytes` holds at least [`Version::header_len`]
+    /// bytes); `None` when a V2 header lacks the marker.
+    pub(crate) fn decode(self, bytes: &[u8]) -> Option<RecordHeader> {
+        let u32_at = |i: usize| {
+            let mut b = [0u8; 4];
+            b.copy_from_slice(&bytes[i..i + 4]);
+            u32::from_le_bytes(b)
+        };
+        match self {
+            Version::V1 => Some(RecordHeader {
+                len: u32_at(0),
+                seq: None,
+                crc: u32_at(4),
+            }),
+            Version::V2 => {
+                if bytes[..4] != RECORD_MARKER {
+                    return None;
+                }
+                let mut seq = [0u8; 8];
+                seq.copy_from_slice(&bytes[8..16]);
+                Some(RecordHeader {
+                    len: u32_at(4),
+                    seq: Some(u64::from_le_bytes(seq)),
+                    crc: u32_at(16),
+                })
+            }
+        }
+    }
 }
 
 /// A decoded record header.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct RecordHeader {
     pub(crate) len: u32,
+    /// The record's sequence number (`None` in V1 segments).
+    pub(crate) seq: Option<u64>,
     pub(crate) crc: u32,
 }
 
 impl RecordHeader {
-    pub(crate) fn decode(bytes: [u8; 8]) -> Self {
-        RecordHeader {
-            len: u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]),
-            crc: u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]),
-        }
-    }
-
     /// The length as a byte count, if it is within [`MAX_RECORD`].
     pub(crate) fn checked_len(self) -> Option<u64> {
         (self.len as usize <= MAX_RECORD).then_some(u64::from(self.len))
     }
+
+    /// The checksum this header's length and sequence, followed by `payload`,
+    /// must have.
+    pub(crate) fn computed_crc(self, payload: &[u8]) -> u32 {
+        let mut crc = crc32c(&self.len.to_le_bytes());
+        if let Some(seq) = self.seq {
+            crc = crc32c_update(crc, &seq.to_le_bytes());
+        }
+        crc32c_update(crc, payload)
+    }
 }
 
-/// Appends the encoded record (header and payload) to `out`. The payload must
-/// be at most [`MAX_RECORD`] bytes (the caller checks).
-pub(crate) fn encode_record(payload: &[u8], out: &mut Vec<u8>) {
+/// Appends the encoded `HPSPOOL2` record (header and payload) to `out`. The
+/// payload must be at most [`MAX_RECORD`] bytes (the caller checks).
+pub(crate) fn encode_record(payload: &[u8], seq: u64, out: &mut Vec<u8>) {
     debug_assert!(payload.len() <= MAX_RECORD);
     let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
+    let header = RecordHeader {
+        len,
+        seq: Some(seq),
+        crc: 0,
+    };
+    out.extend_from_slice(&RECORD_MARKER);
     out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(&record_crc(len, payload).to_le_bytes());
+    out.extend_from_slice(&seq.to_le_bytes());
+    out.extend_from_slice(&header.computed_crc(payload).to_le_bytes());
     out.extend_from_slice(payload);
 }
 
@@ -166,14 +242,19 @@ mod tests {
     #[test]
     fn record_encoding() {
         let mut out = Vec::new();
-        encode_record(b"abc", &mut out);
-        assert_eq!(out.len(), 11);
-        let header = RecordHeader::decode(out[..8].try_into().unwrap());
+        encode_record(b"abc", 7, &mut out);
+        assert_eq!(out.len(), 23);
+        let header = Version::V2.decode(&out[..20]).unwrap();
         assert_eq!(header.len, 3);
-        assert_eq!(header.crc, crc32c(&[3, 0, 0, 0, b'a', b'b', b'c']));
-        assert_eq!(&out[8..], b"abc");
-        // An all-zero header is never a valid (empty) record.
-        assert_ne!(record_crc(0, b""), 0);
+        assert_eq!(header.seq, Some(7));
+        let mut covered = vec![3, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0];
+        covered.extend_from_slice(b"abc");
+        assert_eq!(header.crc, crc32c(&covered));
+        assert_eq!(&out[20..], b"abc");
+        // An all-zero header is never a record.
+        assert!(Version::V2.decode(&[0; 20]).is_none());
+        let v1 = Version::V1.decode(&[0; 8]).unwrap();
+        assert_ne!(v1.computed_crc(b""), 0);
     }
 
     #[test]

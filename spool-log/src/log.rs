@@ -9,14 +9,15 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::entries::Entry;
 use crate::error::{Damage, SpoolError};
 use crate::format::{
     DEFAULT_SEGMENT_MAX_BYTES, LOCK_FILE, MAX_RECORD, Position, QUARANTINE_DIR, RECORD_HEADER_LEN,
-    SEGMENT_HEADER_LEN, SEGMENT_MAGIC, encode_record, parse_quarantined_name, parse_segment_name,
-    segment_file_name,
+    SEGMENT_HEADER_LEN, SEGMENT_MAGIC, SEGMENT_MAGIC_V1, Version, encode_record,
+    parse_quarantined_name, parse_segment_name, segment_file_name,
 };
 use crate::reader::Reader;
-use crate::scan::{SegmentScan, scan_segment, tail_is_torn};
+use crate::segment::{SegmentFile, Walker};
 
 /// The file operations the writer performs, as a seam for fault injection.
 ///
@@ -105,17 +106,56 @@ pub struct Recovery {
     /// Bytes cut off the end of the last segment (a torn tail), plus the size
     /// of a last segment whose creation was interrupted (removed).
     pub truncated_bytes: u64,
-    /// Segments moved into `dir/quarantine/` because of damage with valid data
-    /// after it, or a bad header. Their records are no longer part of the log.
+    /// Files named like segments that hold no valid record at all (a bad
+    /// header and nothing recognisable after it), moved into
+    /// `dir/quarantine/`.
     pub quarantined: Vec<Quarantined>,
+    /// Damaged ranges in live segments: readers skip them and deliver the
+    /// records around them. Each damaged segment was copied into
+    /// `dir/quarantine/` first.
+    pub damaged: Vec<DamagedRange>,
 }
 
 impl Recovery {
     /// True when nothing had to be repaired.
     #[must_use]
     pub fn is_clean(&self) -> bool {
-        self.truncated_bytes == 0 && self.quarantined.is_empty()
+        self.truncated_bytes == 0 && self.quarantined.is_empty() && self.damaged.is_empty()
     }
+
+    /// Bytes of the damaged ranges in live segments.
+    #[must_use]
+    pub fn skipped_bytes(&self) -> u64 {
+        self.damaged.iter().map(|d| d.bytes).sum()
+    }
+
+    /// Records lost in the damaged ranges of live segments.
+    #[must_use]
+    pub fn skipped_records(&self) -> u64 {
+        self.damaged.iter().map(|d| d.records).sum()
+    }
+}
+
+/// A range of a live segment that holds no deliverable record, found by
+/// [`Log::open`]. Readers skip it the same way (a [`SpoolError::Corrupt`]
+/// with the same segment and offset).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DamagedRange {
+    /// The segment id.
+    pub segment: u64,
+    /// Byte offset where the range starts (0 for a damaged segment header).
+    pub offset: u64,
+    /// Length of the range in bytes.
+    pub bytes: u64,
+    /// Records lost in it (see [`SpoolError::Corrupt`]).
+    pub records: u64,
+    /// What was wrong at `offset`.
+    pub damage: Damage,
+    /// The copy of the whole segment kept in `dir/quarantine/` for
+    /// inspection (`None` if copying failed; the failure is in `copy_error`).
+    pub copy: Option<PathBuf>,
+    /// Why the copy could not be made.
+    pub copy_error: Option<String>,
 }
 
 /// A segment moved into quarantine by [`Log::open`].
@@ -183,6 +223,9 @@ pub struct Log {
     poisoned: bool,
     /// Encoding buffer of `append`.
     scratch: Vec<u8>,
+    /// Sequence number of the next record appended: one above every
+    /// sequence number found at open.
+    next_seq: u64,
 }
 
 /// What open does with one segment file.
@@ -190,11 +233,16 @@ enum Verdict {
     Keep {
         len: u64,
         records: u64,
+        /// Appends may go on in it (HPSPOOL2 with an intact header).
+        appendable: bool,
+        damaged: Vec<DamagedRange>,
     },
     Truncate {
         at: u64,
         records: u64,
         file_len: u64,
+        appendable: bool,
+        damaged: Vec<DamagedRange>,
     },
     Discard {
         file_len: u64,
@@ -249,12 +297,13 @@ impl Log {
         let mut dir_changed = false;
         let mut quarantine_changed = false;
         let last_id = ids.last().copied();
+        let mut seqs = SeqTrack::default();
 
         for &id in &ids {
             max_seen = max_seen.max(Some(id));
             let is_last = Some(id) == last_id;
             let path = dir.join(segment_file_name(id));
-            let verdict = match inspect(&path, is_last) {
+            let verdict = match inspect(&path, id, is_last, &mut seqs) {
                 Ok(Some(v)) => v,
                 // Vanished since the listing: nothing to recover.
                 Ok(None) => continue,
@@ -265,16 +314,28 @@ impl Log {
                     damage: Damage::Unreadable { kind: e.kind() },
                 },
             };
+            let mut appendable = true;
             let kept_len = match verdict {
-                Verdict::Keep { len, records } => {
+                Verdict::Keep {
+                    len,
+                    records,
+                    appendable: a,
+                    damaged,
+                } => {
+                    appendable = a;
                     recovery.records += records;
+                    recovery.damaged.extend(keep_copies(&dir, damaged));
                     Some(len)
                 }
                 Verdict::Truncate {
                     at,
                     records,
                     file_len,
+                    appendable: a,
+                    damaged,
                 } => {
+                    appendable = a;
+                    recovery.damaged.extend(keep_copies(&dir, damaged));
                     let file = ops
                         .open(&path)
                         .map_err(|e| SpoolError::io("open", &path, e))?;
@@ -317,7 +378,9 @@ impl Log {
                 }
             };
             if let Some(len) = kept_len {
-                if is_last {
+                // An HPSPOOL1 segment, or one with a damaged header, is never
+                // appended to: the next append starts a new HPSPOOL2 segment.
+                if is_last && appendable {
                     let file = ops
                         .open(&path)
                         .map_err(|e| SpoolError::io("open", &path, e))?;
@@ -360,6 +423,7 @@ impl Log {
             needs_rollback: false,
             poisoned: false,
             scratch: Vec::new(),
+            next_seq: seqs.max.map_or(1, |m| m.saturating_add(1)),
         };
         Ok((log, recovery))
     }
@@ -404,7 +468,7 @@ impl Log {
         };
         let path = self.dir.join(segment_file_name(active.id));
         self.scratch.clear();
-        encode_record(payload, &mut self.scratch);
+        encode_record(payload, self.next_seq, &mut self.scratch);
         let offset = active.len;
         self.unsynced = true;
         let written = write_all_at(&*self.ops, &active.file, &self.scratch, offset);
@@ -414,6 +478,7 @@ impl Log {
         match written {
             Ok(()) => {
                 active.len += total;
+                self.next_seq += 1;
                 Ok(Position::new(active.id, offset))
             }
             Err(e) => {
@@ -668,46 +733,158 @@ fn write_all_at(ops: &dyn FileOps, file: &File, mut buf: &[u8], mut offset: u64)
     Ok(())
 }
 
+/// Sequence numbers seen by open, in segment order.
+#[derive(Debug, Default)]
+struct SeqTrack {
+    /// The last record's, carried from one segment to the next so that the
+    /// records lost at a segment's start are counted exactly.
+    last: Option<u64>,
+    /// The highest.
+    max: Option<u64>,
+}
+
 /// Scans one segment file and decides what to do with it. `Ok(None)`: the
 /// file no longer exists.
-fn inspect(path: &Path, is_last: bool) -> io::Result<Option<Verdict>> {
+fn inspect(
+    path: &Path,
+    id: u64,
+    is_last: bool,
+    seqs: &mut SeqTrack,
+) -> io::Result<Option<Verdict>> {
     let file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
-    let verdict = match scan_segment(&file)? {
-        SegmentScan::Clean { len, records } => Verdict::Keep { len, records },
-        SegmentScan::TornHeader { file_len } if is_last => Verdict::Discard { file_len },
-        SegmentScan::TornHeader { file_len } => Verdict::Quarantine {
+    let file_len = file.metadata()?.len();
+    if file_len < SEGMENT_HEADER_LEN {
+        let mut buf = [0u8; 8];
+        let prefix = &mut buf[..usize::try_from(file_len).unwrap_or(0)];
+        file.read_exact_at(prefix, 0)?;
+        let creation_cut =
+            SEGMENT_MAGIC.starts_with(prefix) || SEGMENT_MAGIC_V1.starts_with(prefix);
+        return Ok(Some(if creation_cut && is_last {
+            Verdict::Discard { file_len }
+        } else {
+            Verdict::Quarantine {
+                offset: 0,
+                records: 0,
+                file_len,
+                damage: Damage::BadHeader,
+            }
+        }));
+    }
+    let seg = SegmentFile::new(file, file_len)?;
+    let version = seg.version();
+    let header_ok = seg.header_ok();
+    let mut walker = Walker::new(seg, SEGMENT_HEADER_LEN, seqs.last);
+    let mut records = 0u64;
+    let mut damaged = Vec::new();
+    if !header_ok {
+        damaged.push(range(id, 0, SEGMENT_HEADER_LEN, 0, Damage::BadHeader));
+    }
+    while let Some(item) = walker.next()? {
+        match item {
+            Entry::Record { seq, .. } => {
+                records += 1;
+                seqs.max = seqs.max.max(seq);
+            }
+            Entry::Damaged {
+                offset,
+                bytes,
+                records: lost,
+                damage,
+            } => damaged.push(range(id, offset, bytes, lost, damage)),
+        }
+    }
+    seqs.last = walker.last_seq;
+    if !header_ok && records == 0 {
+        return Ok(Some(Verdict::Quarantine {
             offset: 0,
             records: 0,
             file_len,
             damage: Damage::BadHeader,
-        },
-        SegmentScan::Damaged {
-            offset,
+        }));
+    }
+    // A damaged range running to the end of the last segment is a torn tail
+    // (a crash mid-append): those records were never acknowledged.
+    if is_last
+        && let Some(tail) = damaged.last()
+        && tail.offset > 0
+        && tail.offset + tail.bytes == file_len
+    {
+        let at = tail.offset;
+        damaged.pop();
+        return Ok(Some(Verdict::Truncate {
+            at,
             records,
             file_len,
-            damage,
-        } => {
-            if is_last && damage != Damage::BadHeader && tail_is_torn(&file, offset, file_len)? {
-                Verdict::Truncate {
-                    at: offset,
-                    records,
-                    file_len,
-                }
-            } else {
-                Verdict::Quarantine {
-                    offset,
-                    records,
-                    file_len,
-                    damage,
-                }
+            appendable: header_ok && version == Version::V2,
+            damaged,
+        }));
+    }
+    Ok(Some(Verdict::Keep {
+        len: file_len,
+        records,
+        appendable: header_ok && version == Version::V2,
+        damaged,
+    }))
+}
+
+fn range(segment: u64, offset: u64, bytes: u64, records: u64, damage: Damage) -> DamagedRange {
+    DamagedRange {
+        segment,
+        offset,
+        bytes,
+        records,
+        damage,
+        copy: None,
+        copy_error: None,
+    }
+}
+
+/// Copies each segment that has damaged ranges into quarantine (once per
+/// segment, named after its first damaged offset).
+fn keep_copies(dir: &Path, mut damaged: Vec<DamagedRange>) -> Vec<DamagedRange> {
+    if let Some(first) = damaged.first() {
+        let copied = keep_damaged(dir, first.segment, first.offset);
+        for d in &mut damaged {
+            match &copied {
+                Ok(path) => d.copy = Some(path.clone()),
+                Err(e) => d.copy_error = Some(e.to_string()),
             }
         }
+    }
+    damaged
+}
+
+/// Copies segment `segment` of the spool in `dir` into
+/// `dir/quarantine/{segment:020}.seg.at-{offset}` for inspection (a damaged
+/// range starts at `offset`), unless that copy exists already, and returns
+/// the copy's path. The live segment stays: its intact records are still
+/// delivered. The copy is made durable (file and directory `fsync`).
+pub fn keep_damaged(dir: &Path, segment: u64, offset: u64) -> Result<PathBuf, SpoolError> {
+    let qdir = dir.join(QUARANTINE_DIR);
+    fs::create_dir_all(&qdir).map_err(|e| SpoolError::io("create", &qdir, e))?;
+    let dest = qdir.join(format!("{}.at-{offset}", segment_file_name(segment)));
+    if dest.exists() {
+        return Ok(dest);
+    }
+    let src = dir.join(segment_file_name(segment));
+    let mut tmp = dest.clone().into_os_string();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let copy = || -> io::Result<()> {
+        fs::copy(&src, &tmp)?;
+        File::open(&tmp)?.sync_all()?;
+        fs::rename(&tmp, &dest)?;
+        File::open(&qdir)?.sync_all()
     };
-    Ok(Some(verdict))
+    copy().map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        SpoolError::io("copy into quarantine", &src, e)
+    })?;
+    Ok(dest)
 }
 
 /// Ids of the regular files named like segments, ascending.

@@ -1,25 +1,24 @@
 //! The read side: [`Reader`], an iterator over records from a position.
 
 use std::fs::File;
-use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::io;
 use std::iter::FusedIterator;
 use std::path::PathBuf;
 
-use crate::crc32c::{crc32c, crc32c_update};
-use crate::error::{Damage, SpoolError};
-use crate::format::{
-    Position, RECORD_HEADER_LEN, RecordHeader, SEGMENT_HEADER_LEN, segment_file_name,
-};
-
-/// Read buffer per open segment.
-const READ_BUF: usize = 64 * 1024;
+use crate::entries::Entry;
+use crate::error::SpoolError;
+use crate::format::{Position, SEGMENT_HEADER_LEN, segment_file_name};
+use crate::segment::{SegmentFile, Walker};
 
 /// Iterates over the records of a [`Log`](crate::Log) from a position to the
 /// end the log had when the reader was made (see [`Log::read_from`](crate::Log::read_from)).
 ///
 /// Yields `(position, payload)` for each record, in log order, crossing
-/// segment boundaries. Every record is verified; on damage or an I/O error it
-/// yields one error and then ends. A segment removed (by
+/// segment boundaries. Every record is verified. A damaged range yields one
+/// [`SpoolError::Corrupt`] (its offset, length and the records lost in it)
+/// and the reader carries on with the next valid record after it (see the
+/// crate doc, "resynchronisation"); an I/O error is yielded and ends the
+/// reader. A segment removed (by
 /// [`Log::remove_before`](crate::Log::remove_before)) before the reader got to
 /// it is skipped. Segment files are opened lazily, one at a time, read-only.
 ///
@@ -35,8 +34,10 @@ pub struct Reader {
     idx: usize,
     /// Where the next record starts.
     pos: Position,
-    /// The open segment, positioned at `pos.offset`.
-    file: Option<BufReader<File>>,
+    /// The open segment, its walker at `pos.offset`.
+    walker: Option<Walker>,
+    /// Sequence number of the last record yielded (carried across segments).
+    last_seq: Option<u64>,
     done: bool,
 }
 
@@ -60,7 +61,8 @@ impl Reader {
             segments,
             idx,
             pos,
-            file: None,
+            walker: None,
+            last_seq: None,
             done: false,
         }
     }
@@ -75,14 +77,6 @@ impl Reader {
         self.pos
     }
 
-    fn corrupt(&self, damage: Damage) -> SpoolError {
-        SpoolError::Corrupt {
-            segment: self.pos.segment,
-            offset: self.pos.offset,
-            damage,
-        }
-    }
-
     fn read_next(&mut self) -> Result<Option<(Position, Vec<u8>)>, SpoolError> {
         loop {
             let Some(&(id, len)) = self.segments.get(self.idx) else {
@@ -93,79 +87,56 @@ impl Reader {
                     Some(&(next, _)) => {
                         self.idx += 1;
                         self.pos = Position::new(next, SEGMENT_HEADER_LEN);
-                        self.file = None;
+                        self.walker = None;
                         continue;
                     }
                     None => return Ok(None),
                 }
             }
             let path = self.dir.join(segment_file_name(id));
-            if self.file.is_none() {
-                let file = match File::open(&path) {
-                    Ok(f) => f,
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                        // Removed since the snapshot: skip it.
-                        self.pos.offset = len;
-                        continue;
-                    }
-                    Err(e) => return Err(SpoolError::io("open", path, e)),
-                };
-                let mut reader = BufReader::with_capacity(READ_BUF, file);
-                reader
-                    .seek(SeekFrom::Start(self.pos.offset))
-                    .map_err(|e| SpoolError::io("seek in", &path, e))?;
-                self.file = Some(reader);
-            }
-            let Some(reader) = self.file.as_mut() else {
-                return Ok(None);
+            let walker = match &mut self.walker {
+                Some(w) => w,
+                None => {
+                    let file = match File::open(&path) {
+                        Ok(f) => f,
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                            // Removed since the snapshot: skip it.
+                            self.pos.offset = len;
+                            continue;
+                        }
+                        Err(e) => return Err(SpoolError::io("open", path, e)),
+                    };
+                    let seg = SegmentFile::new(file, len)
+                        .map_err(|e| SpoolError::io("read", &path, e))?;
+                    self.walker
+                        .insert(Walker::new(seg, self.pos.offset, self.last_seq))
+                }
             };
-            let remaining = len - self.pos.offset;
-            if remaining < RECORD_HEADER_LEN {
-                return Err(self.corrupt(Damage::TruncatedHeader { remaining }));
+            let item = walker
+                .next()
+                .map_err(|e| SpoolError::io("read", &path, e))?;
+            self.pos.offset = walker.offset.max(self.pos.offset);
+            self.last_seq = walker.last_seq;
+            match item {
+                None => self.pos.offset = len,
+                Some(Entry::Record {
+                    offset, payload, ..
+                }) => return Ok(Some((Position::new(id, offset), payload))),
+                Some(Entry::Damaged {
+                    offset,
+                    bytes,
+                    records,
+                    damage,
+                }) => {
+                    return Err(SpoolError::Corrupt {
+                        segment: id,
+                        offset,
+                        bytes,
+                        records,
+                        damage,
+                    });
+                }
             }
-            let mut bytes = [0u8; 8];
-            if let Err(e) = reader.read_exact(&mut bytes) {
-                return Err(self.read_error(path, e, Damage::TruncatedHeader { remaining }));
-            }
-            let header = RecordHeader::decode(bytes);
-            let Some(payload_len) = header.checked_len() else {
-                return Err(self.corrupt(Damage::LengthTooLarge { len: header.len }));
-            };
-            let after_header = remaining - RECORD_HEADER_LEN;
-            if payload_len > after_header {
-                return Err(self.corrupt(Damage::Truncated {
-                    len: header.len,
-                    remaining: after_header,
-                }));
-            }
-            // At most MAX_RECORD, checked above.
-            let mut payload = vec![0u8; header.len as usize];
-            if let Err(e) = reader.read_exact(&mut payload) {
-                let damage = Damage::Truncated {
-                    len: header.len,
-                    remaining: after_header,
-                };
-                return Err(self.read_error(path, e, damage));
-            }
-            let computed = crc32c_update(crc32c(&header.len.to_le_bytes()), &payload);
-            if computed != header.crc {
-                return Err(self.corrupt(Damage::Checksum {
-                    stored: header.crc,
-                    computed,
-                }));
-            }
-            let at = self.pos;
-            self.pos.offset += RECORD_HEADER_LEN + payload_len;
-            return Ok(Some((at, payload)));
-        }
-    }
-
-    /// A short read means the file is shorter than the log said: damage.
-    fn read_error(&self, path: PathBuf, e: io::Error, damage: Damage) -> SpoolError {
-        if e.kind() == io::ErrorKind::UnexpectedEof {
-            self.corrupt(damage)
-        } else {
-            SpoolError::io("read", path, e)
         }
     }
 }
@@ -183,9 +154,11 @@ impl Iterator for Reader {
                 self.done = true;
                 None
             }
+            // Damage was skipped: the reader goes on after it.
+            Err(e @ SpoolError::Corrupt { .. }) => Some(Err(e)),
             Err(e) => {
                 self.done = true;
-                self.file = None;
+                self.walker = None;
                 Some(Err(e))
             }
         }

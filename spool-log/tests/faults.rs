@@ -146,7 +146,7 @@ fn enospc_while_starting_a_segment() {
     let err = log.append(&[2; 60]).unwrap_err();
     assert!(err.is_no_space());
     assert_eq!(log.segments(), 1);
-    assert_eq!(log.end(), Position::new(1, 76));
+    assert_eq!(log.end(), Position::new(1, 88));
     assert!(!tmp.path().join("00000000000000000002.seg").exists());
     // Header written, record write fails: the new segment stays, empty.
     faults.cut_next_write(8 + 10);

@@ -117,7 +117,7 @@ fn remove_before_deletes_exactly_the_drained_segments() {
     let mut log = open(tmp.path(), 200);
     let mut positions = Vec::new();
     for i in 0..60 {
-        positions.push(log.append(&payload(i, 40)).unwrap());
+        positions.push(log.append(&payload(i, 28)).unwrap());
     }
     log.sync().unwrap();
     // 48-byte records, 4 per 200-byte segment (8 + 4 * 48 = 200).
@@ -172,17 +172,17 @@ fn remove_before_deletes_exactly_the_drained_segments() {
 #[test]
 fn zero_length_records() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut log = open(tmp.path(), 64);
+    let mut log = open(tmp.path(), 148);
     let mut positions = Vec::new();
     for _ in 0..20 {
         positions.push(log.append(b"").unwrap());
     }
     log.sync().unwrap();
-    // 8 + 7 * 8 = 64: seven empty records per segment.
-    assert_eq!(positions[6], Position::new(1, 56));
+    // 8 + 7 * 20 = 148: seven empty records per segment.
+    assert_eq!(positions[6], Position::new(1, 128));
     assert_eq!(positions[7], Position::new(2, 8));
     drop(log);
-    let log = open(tmp.path(), 64);
+    let log = open(tmp.path(), 148);
     let records = all(&log);
     assert_eq!(records.len(), 20);
     assert!(records.iter().all(|(_, p)| p.is_empty()));
@@ -202,8 +202,8 @@ fn record_exactly_at_the_segment_limit() {
     let b = log.append(b"").unwrap();
     assert_eq!(b, Position::new(2, 8));
     // A record that fills segment 2 exactly stays in it.
-    let c = log.append(&payload(2, exact - 8)).unwrap();
-    assert_eq!(c, Position::new(2, 16));
+    let c = log.append(&payload(2, exact - 20)).unwrap();
+    assert_eq!(c, Position::new(2, 28));
     assert_eq!(log.end(), Position::new(2, max));
     // One byte more than fits goes to the next segment.
     let d = log.append(&payload(3, 1)).unwrap();
@@ -240,7 +240,7 @@ fn record_larger_than_the_segment_limit_gets_its_own_segment() {
         fs::metadata(tmp.path().join("00000000000000000002.seg"))
             .unwrap()
             .len(),
-        8 + 8 + 5000
+        8 + 20 + 5000
     );
 }
 
@@ -293,7 +293,7 @@ fn reader_position_tracks_consumption_and_skips_removed_segments() {
     let mut log = open(tmp.path(), 100);
     let mut positions = Vec::new();
     for i in 0..10 {
-        positions.push(log.append(&payload(i, 30)).unwrap());
+        positions.push(log.append(&payload(i, 18)).unwrap());
     }
     // 38-byte records, 2 per segment.
     let mut reader = log.read_from(Position::new(0, 0));
@@ -327,7 +327,7 @@ fn read_from_positions_outside_the_log() {
     assert_eq!(r.position(), beyond);
     // Inside the segment header: from the first record.
     assert_eq!(log.read_from(Position::new(1, 3)).count(), 2);
-    // Not a record boundary: a typed error, then the reader ends.
+    // Not a record boundary: a typed error, then the next record.
     let mut r = log.read_from(Position::new(1, 9));
     assert!(matches!(
         r.next(),
@@ -337,17 +337,18 @@ fn read_from_positions_outside_the_log() {
             ..
         }))
     ));
+    assert!(matches!(r.next(), Some(Ok(_))));
     assert!(r.next().is_none());
 }
 
 #[test]
-fn corruption_after_open_is_reported_by_the_reader() {
+fn corruption_after_open_is_skipped_and_counted_by_the_reader() {
     use std::os::unix::fs::FileExt;
     let tmp = tempfile::tempdir().unwrap();
     let mut log = open(tmp.path(), 1 << 20);
     let a = log.append(b"first record").unwrap();
     let b = log.append(b"second record").unwrap();
-    log.append(b"third record").unwrap();
+    let c = log.append(b"third record").unwrap();
     log.sync().unwrap();
     let file = fs::OpenOptions::new()
         .write(true)
@@ -360,10 +361,16 @@ fn corruption_after_open_is_reported_by_the_reader() {
         Some(Err(SpoolError::Corrupt {
             segment: 1,
             offset,
+            bytes,
+            records: 1,
             damage: hostpulse_spool::Damage::Checksum { .. },
-        })) => assert_eq!(offset, b.offset),
+        })) => {
+            assert_eq!(offset, b.offset);
+            assert_eq!(bytes, RECORD_HEADER_LEN + b"second record".len() as u64);
+        }
         other => panic!("{other:?}"),
     }
+    assert_eq!(r.next().unwrap().unwrap(), (c, b"third record".to_vec()));
     assert!(r.next().is_none());
 }
 
@@ -415,7 +422,7 @@ fn empty_log_reports() {
     log.sync().unwrap();
     assert_eq!(log.append(b"x").unwrap(), Position::new(1, 8));
     assert_eq!(log.segments(), 1);
-    assert_eq!(log.bytes(), 8 + 8 + 1);
+    assert_eq!(log.bytes(), 8 + 20 + 1);
 }
 
 #[test]
@@ -435,9 +442,9 @@ fn bytes_from_measures_what_a_reader_has_left() {
         ..Default::default()
     };
     let (mut log, _) = hostpulse_spool::Log::open(dir.path(), options).unwrap();
-    let first = log.append(&[1u8; 20]).unwrap();
-    let second = log.append(&[2u8; 20]).unwrap();
-    let third = log.append(&[3u8; 20]).unwrap();
+    let first = log.append(&[1u8; 8]).unwrap();
+    let second = log.append(&[2u8; 8]).unwrap();
+    let third = log.append(&[3u8; 8]).unwrap();
     assert_eq!(log.bytes_from(log.end()), 0);
     assert_eq!(
         log.bytes_from(log.first()),

@@ -9,10 +9,14 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use hostpulse_spool::{FileOps, Log, Options, Position, crc32c_update};
+use hostpulse_spool::{
+    FileOps, Log, Options, Position, RECORD_HEADER_LEN, RECORD_MARKER, SEGMENT_HEADER_LEN,
+    crc32c_update,
+};
 use proptest::prelude::*;
 
-const HEADER: u64 = 8;
+const HEADER: u64 = SEGMENT_HEADER_LEN;
+const RECORD: u64 = RECORD_HEADER_LEN;
 
 #[derive(Debug, Clone)]
 enum Pick {
@@ -122,7 +126,7 @@ impl Model {
         match self.active {
             Some(id) => {
                 let seg = self.segments[&id];
-                seg > HEADER && seg + HEADER + len as u64 > self.max
+                seg > HEADER && seg + RECORD + len as u64 > self.max
             }
             None => true,
         }
@@ -136,7 +140,7 @@ impl Model {
     }
 
     fn append(&mut self, payload: &[u8]) -> Position {
-        let total = HEADER + payload.len() as u64;
+        let total = RECORD + payload.len() as u64;
         if self.rotates(payload.len()) {
             self.rotate();
         }
@@ -188,6 +192,19 @@ impl Model {
     }
 }
 
+/// An `HPSPOOL2` record, encoded by hand from the crate doc.
+fn encode(payload: &[u8], seq: u64) -> Vec<u8> {
+    let len = payload.len() as u32;
+    let mut record = RECORD_MARKER.to_vec();
+    record.extend_from_slice(&len.to_le_bytes());
+    record.extend_from_slice(&seq.to_le_bytes());
+    let crc = crc32c_update(crc32c_update(0, &len.to_le_bytes()), &seq.to_le_bytes());
+    let crc = crc32c_update(crc, payload);
+    record.extend_from_slice(&crc.to_le_bytes());
+    record.extend_from_slice(payload);
+    record
+}
+
 fn open(dir: &Path, max: u64, faults: &Arc<Faults>) -> Log {
     let options = Options {
         segment_max_bytes: max,
@@ -218,7 +235,7 @@ fn run(max: u64, ops: Vec<Op>) {
                 assert_eq!(pos, model.append(&payload));
             }
             Op::FailedAppend(payload, cut) => {
-                let cut = cut % (HEADER as usize + payload.len());
+                let cut = cut % (RECORD as usize + payload.len());
                 *faults.cut.lock().unwrap() = Some(cut);
                 let err = log.append(&payload).unwrap_err();
                 assert!(err.is_no_space(), "{err:?}");
@@ -247,12 +264,7 @@ fn run(max: u64, ops: Vec<Op>) {
             }
             Op::TearAndReopen(payload, cut) => {
                 drop(log);
-                let mut record = Vec::new();
-                let len = payload.len() as u32;
-                record.extend_from_slice(&len.to_le_bytes());
-                let crc = crc32c_update(crc32c_update(0, &len.to_le_bytes()), &payload);
-                record.extend_from_slice(&crc.to_le_bytes());
-                record.extend_from_slice(&payload);
+                let record = encode(&payload, u64::MAX);
                 let cut = 1 + cut % (record.len() - 1);
                 let torn = if let Some(id) = model.active {
                     let path = dir.join(format!("{id:020}.seg"));

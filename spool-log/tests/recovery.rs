@@ -5,7 +5,8 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use hostpulse_spool::{
-    Damage, Log, Options, Position, QUARANTINE_DIR, Recovery, SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
+    Damage, Log, Options, Position, QUARANTINE_DIR, RECORD_HEADER_LEN, Recovery, SEGMENT_MAGIC,
+    SpoolError,
 };
 
 fn opts(segment_max_bytes: u64) -> Options {
@@ -19,10 +20,27 @@ fn seg(dir: &Path, id: u64) -> PathBuf {
     dir.join(format!("{id:020}.seg"))
 }
 
+/// Every record a reader delivers (damaged ranges skipped).
 fn all(log: &Log) -> Vec<(Position, Vec<u8>)> {
     log.read_from(log.first())
-        .collect::<Result<Vec<_>, _>>()
-        .expect("read")
+        .filter_map(|r| match r {
+            Ok(record) => Some(record),
+            Err(SpoolError::Corrupt { .. }) => None,
+            Err(e) => panic!("read: {e}"),
+        })
+        .collect()
+}
+
+/// Flips one byte of a segment file.
+fn flip(path: &Path, at: u64) {
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let mut byte = [0u8; 1];
+    file.read_exact_at(&mut byte, at).unwrap();
+    file.write_all_at(&[byte[0] ^ 0x10], at).unwrap();
 }
 
 fn payload(i: usize, len: usize) -> Vec<u8> {
@@ -52,7 +70,7 @@ fn torn_tail_at_every_offset_of_the_last_record() {
     let path = seg(tmp.path(), 1);
     let full = fs::read(&path).unwrap();
     let last = records[4].0.offset as usize;
-    assert_eq!(full.len(), last + 108);
+    assert_eq!(full.len() as u64, last as u64 + RECORD_HEADER_LEN + 100);
     for cut in last..full.len() {
         fs::write(&path, &full[..cut]).unwrap();
         let (mut log, recovery) = reopen(tmp.path(), 1 << 20);
@@ -94,7 +112,7 @@ fn bad_checksum_at_the_very_end_is_a_torn_tail() {
     let end = fs::metadata(&path).unwrap().len();
     file.write_all_at(&[0xAA], end - 1).unwrap();
     let (log, recovery) = reopen(tmp.path(), 1 << 20);
-    assert_eq!(recovery.truncated_bytes, 72);
+    assert_eq!(recovery.truncated_bytes, RECORD_HEADER_LEN + 64);
     assert!(recovery.quarantined.is_empty());
     assert_eq!(all(&log), records[..2]);
 }
@@ -120,77 +138,75 @@ fn zero_filled_tail_is_a_torn_tail() {
 }
 
 #[test]
-fn flipped_byte_in_a_middle_record_of_a_non_last_segment_quarantines_it() {
+fn flipped_byte_in_a_middle_record_of_a_non_last_segment_loses_only_that_record() {
     let tmp = tempfile::tempdir().unwrap();
-    let max = 400;
+    let max = 8 + 8 * 60;
     let records = fill(tmp.path(), max, 30, 40);
-    // 48-byte records, 8 per segment: segments 1..=4.
+    // 60-byte records, 8 per segment: segments 1..=4.
     let victim: Vec<_> = records.iter().filter(|r| r.0.segment == 2).collect();
     assert_eq!(victim.len(), 8);
     let target = victim[3].0;
     let path = seg(tmp.path(), 2);
-    let file = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&path)
-        .unwrap();
-    let mut byte = [0u8; 1];
-    file.read_exact_at(&mut byte, target.offset + 20).unwrap();
-    file.write_all_at(&[byte[0] ^ 0x10], target.offset + 20)
-        .unwrap();
-    drop(file);
+    flip(&path, target.offset + 30);
 
     let (log, recovery) = reopen(tmp.path(), max);
     assert_eq!(recovery.truncated_bytes, 0);
-    assert_eq!(recovery.quarantined.len(), 1);
-    let q = &recovery.quarantined[0];
-    assert_eq!(q.segment, 2);
-    assert_eq!(q.valid_records, 3);
-    assert_eq!(q.damage_offset, target.offset);
-    assert_eq!(q.bytes, 8 + 8 * 48);
-    assert!(matches!(q.damage, Damage::Checksum { .. }));
+    assert!(recovery.quarantined.is_empty());
+    assert_eq!(recovery.damaged.len(), 1, "{recovery:?}");
+    let d = &recovery.damaged[0];
     assert_eq!(
-        q.path,
-        tmp.path()
-            .join(QUARANTINE_DIR)
-            .join("00000000000000000002.seg")
+        (d.segment, d.offset, d.bytes, d.records),
+        (2, target.offset, 60, 1)
     );
-    assert!(q.path.exists());
-    assert!(!path.exists());
-    assert_eq!(recovery.segments, 3);
-    let expected: Vec<_> = records
-        .iter()
-        .filter(|r| r.0.segment != 2)
-        .cloned()
-        .collect();
+    assert!(matches!(d.damage, Damage::Checksum { .. }));
+    assert_eq!(recovery.skipped_bytes(), 60);
+    assert_eq!(recovery.skipped_records(), 1);
+    // The damaged segment stays live; a copy is kept for inspection.
+    let copy = tmp
+        .path()
+        .join(QUARANTINE_DIR)
+        .join(format!("00000000000000000002.seg.at-{}", target.offset));
+    assert_eq!(d.copy.as_deref(), Some(copy.as_path()));
+    assert_eq!(fs::read(&copy).unwrap(), fs::read(&path).unwrap());
+    assert_eq!(recovery.segments, 4);
+    let expected: Vec<_> = records.iter().filter(|r| r.0 != target).cloned().collect();
     assert_eq!(all(&log), expected);
     assert_eq!(recovery.records, expected.len() as u64);
-    // A cursor inside the quarantined segment continues after it.
-    let next: Vec<_> = log.read_from(target).map(|r| r.unwrap().0).collect();
-    assert_eq!(next[0], Position::new(3, SEGMENT_HEADER_LEN));
+    // A cursor at the damaged record: the range, then the next record.
+    let mut r = log.read_from(target);
+    assert!(matches!(
+        r.next(),
+        Some(Err(SpoolError::Corrupt { segment: 2, offset, bytes: 60, records: 1, .. })) if offset == target.offset
+    ));
+    assert_eq!(r.next().unwrap().unwrap().0, victim[4].0);
+    // A second open finds the same range and keeps the one copy.
+    drop(log);
+    let (_log, again) = reopen(tmp.path(), max);
+    assert_eq!(again.damaged.len(), 1);
+    assert_eq!(
+        fs::read_dir(tmp.path().join(QUARANTINE_DIR))
+            .unwrap()
+            .count(),
+        1
+    );
 }
 
 #[test]
-fn bad_record_followed_by_valid_ones_in_the_last_segment_quarantines_it() {
+fn bad_record_followed_by_valid_ones_in_the_last_segment_is_skipped_not_truncated() {
     let tmp = tempfile::tempdir().unwrap();
     let records = fill(tmp.path(), 1 << 20, 10, 40);
     let path = seg(tmp.path(), 1);
-    let file = fs::OpenOptions::new().write(true).open(&path).unwrap();
-    file.write_all_at(b"\xff", records[4].0.offset + 12)
-        .unwrap();
-    let (log, recovery) = reopen(tmp.path(), 1 << 20);
-    assert_eq!(recovery.quarantined.len(), 1);
-    assert_eq!(recovery.quarantined[0].valid_records, 4);
-    assert_eq!(recovery.segments, 0);
-    assert_eq!(all(&log), vec![]);
-    // The next segment id is past the quarantined one, so positions never go
-    // back, even across another reopen with nothing live.
-    assert_eq!(log.end(), Position::new(2, SEGMENT_HEADER_LEN));
-    drop(log);
+    flip(&path, records[4].0.offset + 25);
     let (mut log, recovery) = reopen(tmp.path(), 1 << 20);
-    assert!(recovery.is_clean());
-    assert_eq!(log.end(), Position::new(2, SEGMENT_HEADER_LEN));
-    assert_eq!(log.append(b"x").unwrap(), Position::new(2, 8));
+    assert_eq!(recovery.truncated_bytes, 0);
+    assert_eq!(recovery.skipped_records(), 1);
+    assert_eq!(recovery.segments, 1);
+    let mut expected = records.clone();
+    expected.remove(4);
+    assert_eq!(all(&log), expected);
+    // Appends go on in the same segment.
+    let end = log.end();
+    assert_eq!(log.append(b"x").unwrap(), end);
 }
 
 #[test]
@@ -200,18 +216,18 @@ fn damaged_length_in_the_last_segment_with_valid_records_after_it_is_not_truncat
     let path = seg(tmp.path(), 1);
     let file = fs::OpenOptions::new().write(true).open(&path).unwrap();
     // A length pointing past the end of the file: framing alone would call
-    // this a torn tail; the byte-wise search finds the records behind it.
-    file.write_all_at(&0x00ff_0000u32.to_le_bytes(), records[3].0.offset)
+    // this a torn tail; the marker search finds the records behind it.
+    file.write_all_at(&0x00ff_0000u32.to_le_bytes(), records[3].0.offset + 4)
         .unwrap();
     let (log, recovery) = reopen(tmp.path(), 1 << 20);
     assert_eq!(recovery.truncated_bytes, 0);
-    assert_eq!(recovery.quarantined.len(), 1);
-    assert_eq!(recovery.quarantined[0].valid_records, 3);
+    assert_eq!(recovery.damaged.len(), 1);
+    assert_eq!(recovery.damaged[0].records, 1);
     assert!(matches!(
-        recovery.quarantined[0].damage,
+        recovery.damaged[0].damage,
         Damage::Truncated { .. }
     ));
-    assert_eq!(log.segments(), 0);
+    assert_eq!(all(&log).len(), 9);
 }
 
 #[test]
@@ -222,35 +238,37 @@ fn length_over_max_record_in_a_non_last_segment() {
         .write(true)
         .open(seg(tmp.path(), 1))
         .unwrap();
-    file.write_all_at(&u32::MAX.to_le_bytes(), records[1].0.offset)
+    file.write_all_at(&u32::MAX.to_le_bytes(), records[1].0.offset + 4)
         .unwrap();
-    let (_log, recovery) = reopen(tmp.path(), 200);
-    assert_eq!(recovery.quarantined.len(), 1);
+    let (log, recovery) = reopen(tmp.path(), 200);
+    assert_eq!(recovery.damaged.len(), 1);
     assert_eq!(
-        recovery.quarantined[0].damage,
+        recovery.damaged[0].damage,
         Damage::LengthTooLarge { len: u32::MAX }
     );
+    assert_eq!(all(&log).len(), 9);
 }
 
 #[test]
-fn bad_header_is_quarantined() {
+fn bad_header_with_valid_records_keeps_them() {
     let tmp = tempfile::tempdir().unwrap();
     let records = fill(tmp.path(), 200, 10, 40);
-    let first_of_2 = records.iter().position(|r| r.0.segment == 2).unwrap();
     let file = fs::OpenOptions::new()
         .write(true)
         .open(seg(tmp.path(), 1))
         .unwrap();
-    file.write_all_at(b"HPSPOOL2", 0).unwrap();
+    file.write_all_at(b"HPSPOOLX", 0).unwrap();
     let (log, recovery) = reopen(tmp.path(), 200);
-    assert_eq!(recovery.quarantined.len(), 1);
-    assert_eq!(recovery.quarantined[0].damage, Damage::BadHeader);
-    assert_eq!(recovery.quarantined[0].valid_records, 0);
-    assert_eq!(all(&log), records[first_of_2..]);
+    assert!(recovery.quarantined.is_empty());
+    assert_eq!(recovery.damaged.len(), 1);
+    let d = &recovery.damaged[0];
+    assert_eq!((d.segment, d.offset, d.bytes, d.records), (1, 0, 8, 0));
+    assert_eq!(d.damage, Damage::BadHeader);
+    assert_eq!(all(&log), records);
 }
 
 #[test]
-fn bad_header_of_the_last_segment_is_quarantined() {
+fn bad_header_of_the_last_segment_keeps_its_records_and_seals_it() {
     let tmp = tempfile::tempdir().unwrap();
     let records = fill(tmp.path(), 200, 10, 40);
     let last = records.last().unwrap().0.segment;
@@ -260,15 +278,9 @@ fn bad_header_of_the_last_segment_is_quarantined() {
         .unwrap();
     file.write_all_at(b"\0\0\0\0", 0).unwrap();
     let (mut log, recovery) = reopen(tmp.path(), 200);
-    assert_eq!(recovery.quarantined.len(), 1);
-    assert_eq!(recovery.quarantined[0].segment, last);
-    let kept: Vec<_> = records
-        .iter()
-        .filter(|r| r.0.segment != last)
-        .cloned()
-        .collect();
-    assert_eq!(all(&log), kept);
-    // The previous segment is sealed: appends start a new one after `last`.
+    assert!(recovery.quarantined.is_empty());
+    assert_eq!(all(&log), records);
+    // A segment with a damaged header is not appended to.
     assert_eq!(log.append(b"x").unwrap(), Position::new(last + 1, 8));
 }
 
@@ -295,15 +307,19 @@ fn garbage_after_a_valid_header() {
     let tmp = tempfile::tempdir().unwrap();
     let mut content = SEGMENT_MAGIC.to_vec();
     content.extend((0..5000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8));
-    // Non-last: quarantined.
+    // Non-last: one damaged range over all of it.
     fs::write(seg(tmp.path(), 1), &content).unwrap();
     // Last: garbage with nothing valid in it is a torn tail.
     fs::write(seg(tmp.path(), 2), &content).unwrap();
     let (log, recovery) = reopen(tmp.path(), 1 << 20);
-    assert_eq!(recovery.quarantined.len(), 1);
-    assert_eq!(recovery.quarantined[0].segment, 1);
+    assert!(recovery.quarantined.is_empty());
+    assert_eq!(recovery.damaged.len(), 1);
+    assert_eq!(
+        (recovery.damaged[0].segment, recovery.damaged[0].bytes),
+        (1, 5000)
+    );
     assert_eq!(recovery.truncated_bytes, 5000);
-    assert_eq!(log.segments(), 1);
+    assert_eq!(log.segments(), 2);
     assert_eq!(log.end(), Position::new(2, 8));
 }
 
@@ -398,8 +414,9 @@ fn random_damage_never_panics_and_keeps_good_segments() {
         log.append(b"still works").unwrap();
         log.sync().unwrap();
         drop(log);
-        let (_log, recovery) = reopen(tmp.path(), 500);
-        assert!(recovery.is_clean(), "round {round}: {recovery:?}");
+        let (_log, again) = reopen(tmp.path(), 500);
+        assert_eq!(again.truncated_bytes, 0, "round {round}: {again:?}");
+        assert!(again.quarantined.is_empty(), "round {round}: {again:?}");
     }
 }
 
@@ -431,4 +448,60 @@ fn torn_large_record_of_zero_rich_data_is_recovered_quickly() {
     assert_eq!(recovery.truncated_bytes, cut - pos.offset);
     assert_eq!(all(&log), vec![(small, b"before".to_vec())]);
     assert!(took.as_secs() < 30, "recovery took {took:?}");
+}
+
+/// A segment as the first release wrote it: "HPSPOOL1", then `len | crc`
+/// records (crc over the length bytes and the payload).
+fn v1_segment(payloads: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = b"HPSPOOL1".to_vec();
+    for p in payloads {
+        let len = (p.len() as u32).to_le_bytes();
+        let crc = hostpulse_spool::crc32c_update(hostpulse_spool::crc32c(&len), p);
+        out.extend_from_slice(&len);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out.extend_from_slice(p);
+    }
+    out
+}
+
+#[test]
+fn segments_of_the_previous_release_are_read_and_never_appended_to() {
+    let tmp = tempfile::tempdir().unwrap();
+    let first: Vec<Vec<u8>> = (0..5).map(|i| payload(i, 30 + i)).collect();
+    let second: Vec<Vec<u8>> = (5..9).map(|i| payload(i, 50)).collect();
+    fs::write(seg(tmp.path(), 1), v1_segment(&first)).unwrap();
+    fs::write(seg(tmp.path(), 2), v1_segment(&second)).unwrap();
+    let (mut log, recovery) = reopen(tmp.path(), 1 << 20);
+    assert!(recovery.is_clean(), "{recovery:?}");
+    assert_eq!(recovery.records, 9);
+    let got: Vec<Vec<u8>> = all(&log).into_iter().map(|r| r.1).collect();
+    assert_eq!(got, [first.clone(), second.clone()].concat());
+    // The next append starts an HPSPOOL2 segment after them.
+    let pos = log.append(b"new").unwrap();
+    assert_eq!(pos, Position::new(3, 8));
+    log.sync().unwrap();
+    assert_eq!(&fs::read(seg(tmp.path(), 3)).unwrap()[..8], b"HPSPOOL2");
+    drop(log);
+    let (log, recovery) = reopen(tmp.path(), 1 << 20);
+    assert!(recovery.is_clean(), "{recovery:?}");
+    assert_eq!(all(&log).len(), 10);
+}
+
+#[test]
+fn a_damaged_record_of_the_previous_format_is_skipped_too() {
+    let tmp = tempfile::tempdir().unwrap();
+    let payloads: Vec<Vec<u8>> = (0..6).map(|i| payload(i, 40)).collect();
+    let bytes = v1_segment(&payloads);
+    fs::write(seg(tmp.path(), 1), &bytes).unwrap();
+    fs::write(seg(tmp.path(), 2), v1_segment(&[payload(9, 10)])).unwrap();
+    // Third record: 8 + 2 * 48, its payload's tenth byte.
+    flip(&seg(tmp.path(), 1), 8 + 2 * 48 + 8 + 10);
+    let (log, recovery) = reopen(tmp.path(), 1 << 20);
+    assert_eq!(recovery.damaged.len(), 1, "{recovery:?}");
+    assert_eq!(recovery.damaged[0].bytes, 48);
+    let got: Vec<Vec<u8>> = all(&log).into_iter().map(|r| r.1).collect();
+    let mut expected = payloads.clone();
+    expected.remove(2);
+    expected.push(payload(9, 10));
+    assert_eq!(got, expected);
 }

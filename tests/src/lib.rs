@@ -10,6 +10,8 @@
 //! - [`fixture`]: the gatherer's fixture trees.
 //! - [`Pki`]: certificate authorities and certificates made at test time
 //!   with the `openssl` command.
+//! - [`questdb`]: a real QuestDB 9.3.5 ([`QuestDb`]) from its jar, and how
+//!   the tests find it.
 
 #![forbid(unsafe_code)]
 
@@ -19,6 +21,9 @@ use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+pub mod questdb;
+pub use questdb::QuestDb;
 
 /// The path of a workspace binary in the same target directory as this test.
 ///
@@ -369,6 +374,40 @@ impl Drop for Daemon {
     }
 }
 
+/// Sends `signal` (`TERM`, `KILL`) to `child` and reaps it; kills it if it
+/// is still running after `limit`.
+pub fn end(child: &mut Child, signal: &str, limit: Duration) {
+    let _ = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(child.id().to_string())
+        .status();
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// The last sequence the reporter on `port` acknowledged to its first node
+/// (`Admin.ListNodes`, with grpcurl).
+pub fn last_acked(port: u16) -> u64 {
+    let (ok, out, err) = grpcurl(&[
+        "-plaintext",
+        &format!("127.0.0.1:{port}"),
+        "hostpulse.v1.Admin/ListNodes",
+    ]);
+    assert!(ok, "{err}");
+    let v: Value = serde_json::from_str(&out).expect("ListNodes answers JSON");
+    v["nodes"][0]["lastAckedSequence"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
 /// Waits until `check` holds, polling; panics with `what` after `limit`.
 pub fn wait_for(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
@@ -433,7 +472,12 @@ pub fn silent_stream_status(port: u16, payload: &[u8]) -> String {
     raw_stream(port, vec![payload.to_vec()], true)
 }
 
-fn raw_stream(port: u16, messages: Vec<Vec<u8>>, hold_open: bool) -> String {
+/// Runs `f` with a plaintext channel to the reporter on `port`, on a
+/// runtime of its own.
+fn with_channel<T, F: std::future::Future<Output = T>>(
+    port: u16,
+    f: impl FnOnce(tonic::transport::Channel) -> F,
+) -> T {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -444,6 +488,12 @@ fn raw_stream(port: u16, messages: Vec<Vec<u8>>, hold_open: bool) -> String {
             .connect()
             .await
             .expect("connect");
+        f(channel).await
+    })
+}
+
+fn raw_stream(port: u16, messages: Vec<Vec<u8>>, hold_open: bool) -> String {
+    with_channel(port, |channel| async move {
         let mut grpc = tonic::client::Grpc::new(channel);
         grpc.ready().await.expect("ready");
         let path = http::uri::PathAndQuery::from_static("/hostpulse.v1.Ingest/Stream");
@@ -513,8 +563,10 @@ impl tonic::codec::Decoder for RawCodec {
 }
 
 /// A real VictoriaMetrics (Debian package `victoria-metrics`) on 127.0.0.1,
-/// taking InfluxDB line protocol on `/write`: the stand-in for QuestDB in
-/// tests. Killed on drop; `stop` and `start` keep its port and data.
+/// taking InfluxDB line protocol on `/write`: the second line-protocol server
+/// the QuestDB store is tested with (reporters writing to it need
+/// `--questdb-schema off`: it has no SQL endpoint). Killed on drop; `stop`
+/// and `start` keep its port and data.
 pub struct Tsdb {
     /// Its HTTP port.
     pub port: u16,
@@ -561,19 +613,7 @@ impl Tsdb {
     /// acknowledged when killed with SIGKILL: that would be its loss, not ours).
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(c.id().to_string())
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = c.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
+            end(&mut c, "TERM", Duration::from_secs(20));
         }
     }
 
@@ -613,7 +653,7 @@ impl Drop for Tsdb {
     }
 }
 
-fn url_encode(s: &str) -> String {
+pub(crate) fn url_encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
@@ -635,8 +675,18 @@ pub fn http(port: u16, method: &str, path: &str, form: &str) -> Option<(u16, Str
         form.len()
     );
     s.write_all(req.as_bytes()).ok()?;
+    // Read until the response is complete: some servers (QuestDB) keep the
+    // connection open despite `Connection: close`.
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw).ok()?;
+    let mut chunk = [0u8; 16 * 1024];
+    while !response_complete(&raw) {
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&chunk[..n]),
+            Err(_) if !raw.is_empty() => break,
+            Err(_) => return None,
+        }
+    }
     let text = String::from_utf8_lossy(&raw).into_owned();
     let code = text.split_whitespace().nth(1)?.parse().ok()?;
     let (head, body) = text.split_once("\r\n\r\n")?;
@@ -657,6 +707,35 @@ pub fn metric(admin_port: u16, name: &str) -> Option<f64> {
     let (_, page) = http(admin_port, "GET", "/metrics", "")?;
     page.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Whether `raw` holds a whole HTTP/1.1 response: its headers, and the body
+/// its `Content-Length` or chunked encoding announces (no body for 204/304).
+fn response_complete(raw: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(raw);
+    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+        return false;
+    };
+    let head = head.to_ascii_lowercase();
+    let status = head.split_whitespace().nth(1).unwrap_or_default();
+    if status == "204" || status == "304" {
+        return true;
+    }
+    if let Some(length) = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+    {
+        return body.len() >= length;
+    }
+    if head.contains("transfer-encoding: chunked") {
+        // The last chunk: a size of zero (written "0" or "00"), then an empty line.
+        return body
+            .strip_suffix("\r\n\r\n")
+            .map(|b| b.rsplit("\r\n").next().unwrap_or(b))
+            .is_some_and(|last| !last.is_empty() && last.bytes().all(|c| c == b'0'));
+    }
+    false
 }
 
 fn dechunk(mut body: &str) -> String {
@@ -760,15 +839,77 @@ impl Pki {
     /// A certificate `NAME` issued by CA `ca` for `usage` (serverAuth or
     /// clientAuth), with subject alternative names `san`.
     pub fn leaf(&self, name: &str, ca: &str, usage: &str, san: Option<&str>) {
-        let csr = self.dir.join(format!("{name}.csr")).display().to_string();
-        let ext = self.dir.join(format!("{name}.ext"));
         let mut extensions = format!(
             "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage={usage}\n"
         );
         if let Some(san) = san {
             extensions.push_str(&format!("subjectAltName={san}\n"));
         }
+        self.issue(name, ca, Some(&extensions), "2");
+    }
+
+    /// An X.509 **v1** certificate `NAME` issued by `ca`: what `openssl x509
+    /// -req` makes on OpenSSL 3.0 when given no `-extfile`.
+    pub fn leaf_v1(&self, name: &str, ca: &str) {
+        self.issue(name, ca, None, "2");
+    }
+
+    /// A certificate like [`Pki::leaf`] valid only from `start` to `end`
+    /// (`YYYYMMDDHHMMSSZ`), made with `openssl ca`, the one openssl command
+    /// of OpenSSL 3.0 that sets both dates: `20200101000000Z` to
+    /// `20200102000000Z` for an expired one, dates to come for one not yet
+    /// valid.
+    pub fn leaf_dated(
+        &self,
+        name: &str,
+        ca: &str,
+        usage: &str,
+        san: Option<&str>,
+        (start, end): (&str, &str),
+    ) {
+        let mut extensions = format!("extendedKeyUsage={usage}\n");
+        if let Some(san) = san {
+            extensions.push_str(&format!("subjectAltName={san}\n"));
+        }
+        let db = self.dir.join(format!("{name}.db"));
+        std::fs::create_dir_all(&db).expect("create the openssl ca database");
+        std::fs::write(db.join("index.txt"), "").expect("write index.txt");
+        std::fs::write(db.join("serial"), "01\n").expect("write serial");
+        let config = format!(
+            "[ca]\ndefault_ca = test\n[test]\ndatabase = {db}/index.txt\nnew_certs_dir = {db}\nserial = {db}/serial\ndefault_md = sha256\npolicy = any\nunique_subject = no\n[any]\ncommonName = supplied\n",
+            db = db.display()
+        );
+        let config_file = db.join("ca.cnf").display().to_string();
+        std::fs::write(&config_file, config).expect("write ca.cnf");
+        let ext = self.dir.join(format!("{name}.ext")).display().to_string();
         std::fs::write(&ext, extensions).expect("write the extensions file");
+        let csr = self.dir.join(format!("{name}.csr")).display().to_string();
+        self.request(name, &csr);
+        self.openssl(&[
+            "ca",
+            "-batch",
+            "-notext",
+            "-config",
+            &config_file,
+            "-cert",
+            &self.pem(ca),
+            "-keyfile",
+            &self.key(ca),
+            "-in",
+            &csr,
+            "-out",
+            &self.pem(name),
+            "-startdate",
+            start,
+            "-enddate",
+            end,
+            "-extfile",
+            &ext,
+        ]);
+    }
+
+    /// Key `NAME.key` and certificate request `csr` for subject `CN=NAME`.
+    fn request(&self, name: &str, csr: &str) {
         self.openssl(&[
             "req",
             "-new",
@@ -780,27 +921,42 @@ impl Pki {
             "-keyout",
             &self.key(name),
             "-out",
-            &csr,
+            csr,
             "-subj",
             &format!("/CN={name}"),
         ]);
-        self.openssl(&[
+    }
+
+    /// Key, request and certificate `NAME` (subject `CN=NAME`) signed by
+    /// `ca`, valid for `days` from now, v3 with `extensions` or v1 without.
+    fn issue(&self, name: &str, ca: &str, extensions: Option<&str>, days: &str) {
+        let csr = self.dir.join(format!("{name}.csr")).display().to_string();
+        let ext = self.dir.join(format!("{name}.ext"));
+        if let Some(extensions) = extensions {
+            std::fs::write(&ext, extensions).expect("write the extensions file");
+        }
+        self.request(name, &csr);
+        let (cert, ca_cert, ca_key) = (self.pem(name), self.pem(ca), self.key(ca));
+        let ext = ext.display().to_string();
+        let mut args = vec![
             "x509",
             "-req",
             "-in",
             &csr,
             "-CA",
-            &self.pem(ca),
+            &ca_cert,
             "-CAkey",
-            &self.key(ca),
+            &ca_key,
             "-CAcreateserial",
             "-out",
-            &self.pem(name),
+            &cert,
             "-days",
-            "2",
-            "-extfile",
-            &ext.display().to_string(),
-        ]);
+            days,
+        ];
+        if extensions.is_some() {
+            args.extend(["-extfile", &ext]);
+        }
+        self.openssl(&args);
     }
 
     fn openssl(&self, args: &[&str]) {
@@ -816,4 +972,71 @@ impl Pki {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+/// What the reporter answered on one Ingest stream: its messages (Welcome,
+/// Acks...) and the status that ended it ("Ok" for a clean end).
+#[derive(Debug)]
+pub struct StreamReply {
+    /// The reporter's messages, in order.
+    pub replies: Vec<hostpulse_proto::pb::ReporterMessage>,
+    /// "Code: message", or "Ok".
+    pub status: String,
+}
+
+impl StreamReply {
+    /// The acknowledgements received.
+    pub fn acks(&self) -> Vec<hostpulse_proto::pb::Ack> {
+        use hostpulse_proto::pb::reporter_message::Message;
+        self.replies
+            .iter()
+            .filter_map(|m| match &m.message {
+                Some(Message::Ack(a)) => Some(a.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// Sends `messages` on one Ingest stream (a client written from the .proto
+/// alone), closes its side, and collects everything the reporter answers
+/// until it ends the stream.
+pub fn stream_messages(
+    port: u16,
+    messages: Vec<hostpulse_proto::pb::GathererMessage>,
+) -> StreamReply {
+    with_channel(port, |channel| async move {
+        let mut client = hostpulse_proto::pb::ingest_client::IngestClient::new(channel)
+            .max_decoding_message_size(64 << 20)
+            .max_encoding_message_size(64 << 20);
+        let describe = |s: tonic::Status| format!("{:?}: {}", s.code(), s.message());
+        let mut replies = Vec::new();
+        let status = match client.stream(tokio_stream::iter(messages)).await {
+            Err(status) => describe(status),
+            Ok(response) => {
+                let mut stream = response.into_inner();
+                loop {
+                    match stream.message().await {
+                        Ok(Some(m)) => replies.push(m),
+                        Ok(None) => break "Ok".to_string(),
+                        Err(status) => break describe(status),
+                    }
+                }
+            }
+        };
+        StreamReply { replies, status }
+    })
+}
+
+/// Runs a query with the `sqlite3` command, as an operator would; `None` if
+/// it fails (no such table yet, a locked file).
+pub fn try_sqlite(db: &Path, sql: &str) -> Option<String> {
+    let out = std::process::Command::new("sqlite3")
+        .arg(db)
+        .arg(sql)
+        .output()
+        .expect("sqlite3 is installed (tests/run.sh installs it)");
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }

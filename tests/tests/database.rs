@@ -1,13 +1,14 @@
 //! The reporter's promise against a real database: once a batch is
 //! acknowledged it reaches the database, whatever fails in between.
-//! VictoriaMetrics stands in for QuestDB (both take line protocol); the
-//! embedded SQLite store is checked with the `sqlite3` command.
+//! VictoriaMetrics is the second line-protocol server the QuestDB store
+//! writes to (QuestDB itself: `questdb.rs`); the embedded SQLite store is
+//! checked with the `sqlite3` command.
 
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
-use e2e::{Daemon, Tsdb, free_port, grpcurl, wait_for, wait_listening};
+use e2e::{Daemon, Tsdb, free_port, grpcurl, last_acked, wait_for, wait_listening};
 
 fn s(list: &[&str]) -> Vec<String> {
     list.iter().map(|x| x.to_string()).collect()
@@ -16,6 +17,8 @@ fn s(list: &[&str]) -> Vec<String> {
 fn reporter(port: u16, dir: &Path, extra: &[&str]) -> Daemon {
     let mut args = s(&["--listen", &format!("127.0.0.1:{port}"), "--spool-dir"]);
     args.push(dir.join("spool").display().to_string());
+    // VictoriaMetrics has no SQL endpoint to check a QuestDB schema with.
+    args.extend(s(&["--questdb-schema", "off"]));
     args.extend(s(extra));
     let d = Daemon::start("reporter", &args, dir);
     wait_listening(port);
@@ -71,20 +74,6 @@ fn health(port: u16) -> String {
         "grpc.health.v1.Health/Check",
     ]);
     format!("{out}{err}")
-}
-
-fn last_acked(port: u16) -> u64 {
-    let (ok, out, err) = grpcurl(&[
-        "-plaintext",
-        &format!("127.0.0.1:{port}"),
-        "hostpulse.v1.Admin/ListNodes",
-    ]);
-    assert!(ok, "{err}");
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    v["nodes"][0]["lastAckedSequence"]
-        .as_str()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
 }
 
 #[test]
@@ -202,20 +191,8 @@ fn a_full_spool_stops_acknowledging_and_recovers_when_the_database_returns() {
     assert_contiguous(&db_cycles(&tsdb, "a"), "after the spool was full");
 }
 
-/// Runs a query with the `sqlite3` command, as an operator would; `None` if it fails.
-fn try_sqlite(db: &Path, sql: &str) -> Option<String> {
-    let out = std::process::Command::new("sqlite3")
-        .arg(db)
-        .arg(sql)
-        .output()
-        .expect("sqlite3 is installed (tests/run.sh installs it)");
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
 fn sqlite(db: &Path, sql: &str) -> String {
-    try_sqlite(db, sql).unwrap_or_else(|| panic!("query failed: {sql}"))
+    e2e::try_sqlite(db, sql).unwrap_or_else(|| panic!("query failed: {sql}"))
 }
 
 #[test]
@@ -230,7 +207,7 @@ fn the_embedded_store_is_queryable_and_prunes_old_rows() {
     );
     let g = gatherer(port, "a", dir.path(), "100ms");
     wait_for(Duration::from_secs(30), "rows in SQLite", || {
-        try_sqlite(&db, "select count(*) from hostpulse_self")
+        e2e::try_sqlite(&db, "select count(*) from hostpulse_self")
             .and_then(|n| n.parse::<u64>().ok())
             .unwrap_or(0)
             >= 5
@@ -259,4 +236,47 @@ fn the_embedded_store_is_queryable_and_prunes_old_rows() {
         "recent rows stay"
     );
     assert!(g.stop().success());
+}
+
+#[test]
+fn a_line_protocol_server_that_is_not_questdb_is_written_only_once_the_check_is_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let tsdb = Tsdb::start();
+    let port = free_port();
+    // No --questdb-schema: the default verifies, and VictoriaMetrics has no
+    // QuestDB tables to verify.
+    let mut args = s(&[
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--questdb",
+        &tsdb.conf(),
+    ]);
+    args.push("--spool-dir".into());
+    args.push(dir.path().join("spool").display().to_string());
+    let r = Daemon::start("reporter", &args, dir.path());
+    wait_listening(port);
+    let g = gatherer(port, "a", dir.path(), "100ms");
+    wait_for(Duration::from_secs(30), "acknowledgements", || {
+        last_acked(port) >= 10
+    });
+    let log = r.log_text();
+    assert!(
+        log.contains("--questdb-schema off"),
+        "the reporter says what to do: {log}"
+    );
+    assert!(
+        db_cycles(&tsdb, "a").is_empty(),
+        "nothing written unchecked"
+    );
+    drop(r);
+    // With the check off, the spool's backlog drains into it.
+    let _r = reporter(port, dir.path(), &["--questdb", &tsdb.conf()]);
+    assert!(g.stop().success());
+    let acked = last_acked(port);
+    wait_for(
+        Duration::from_secs(60),
+        "the backlog in VictoriaMetrics",
+        || max(&db_cycles(&tsdb, "a")) >= acked,
+    );
+    assert_contiguous(&db_cycles(&tsdb, "a"), "after the check was turned off");
 }

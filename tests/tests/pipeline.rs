@@ -593,3 +593,369 @@ fn a_stream_defining_too_many_series_is_refused_with_resource_exhausted() {
         "{text}"
     );
 }
+
+/// Messages of a client written from the .proto alone.
+mod client {
+    use hostpulse_proto::codec::Dictionary;
+    use hostpulse_proto::pb::{self, gatherer_message::Message};
+    use hostpulse_proto::row::Row;
+
+    pub(super) fn hello(node: &str) -> pb::GathererMessage {
+        pb::GathererMessage {
+            message: Some(Message::Hello(pb::Hello {
+                protocol_version: hostpulse_proto::PROTOCOL_VERSION,
+                node_id: node.into(),
+                ..Default::default()
+            })),
+        }
+    }
+
+    /// `rows` as one self-contained batch.
+    pub(super) fn batch(sequence: u64, rows: &[Row]) -> pb::Batch {
+        let mut dict = Dictionary::new();
+        let compact = dict.encode(sequence, rows, &[]);
+        dict.complete(&compact)
+    }
+
+    pub(super) fn message(batch: pb::Batch) -> pb::GathererMessage {
+        pb::GathererMessage {
+            message: Some(Message::Batch(batch)),
+        }
+    }
+
+    pub(super) fn now_ns() -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as i64
+    }
+}
+
+#[test]
+fn hostile_batches_are_refused_before_the_acknowledgement_and_nothing_of_them_is_stored() {
+    use hostpulse_proto::row::{Row, Value};
+    let dir = tempfile::tempdir().unwrap();
+    let sink = dir.path().join("rows.jsonl");
+    let port = free_port();
+    let admin = free_port();
+    let admin_listen = format!("127.0.0.1:{admin}");
+    let _r = reporter(
+        port,
+        &sink,
+        dir.path(),
+        &[
+            "--custom-tables",
+            "app_queue",
+            "--admin-listen",
+            &admin_listen,
+        ],
+    );
+    let g = gatherer(
+        port,
+        "healthy",
+        "a",
+        dir.path(),
+        &["--collectors", "load,cpu,filesystem"],
+    );
+    wait_for(
+        Duration::from_secs(20),
+        "the healthy gatherer streaming",
+        || cycles(&sink_rows(&sink), "a").len() >= 2,
+    );
+
+    let now = client::now_ns();
+    let good = |table: &'static str| {
+        Row::from_parts(table, now, &[("k", "v")], &[("value", Value::Int(1))])
+    };
+    let many_tags: Vec<(&'static str, String)> = (0..2100)
+        .map(|i| {
+            (
+                &*Box::leak(format!("t{i}").into_boxed_str()),
+                "x".to_string(),
+            )
+        })
+        .collect();
+    let mut wide = good("cpu");
+    wide.tags = many_tags;
+    let float = |v: f64| {
+        Row::from_parts(
+            "load",
+            now,
+            &[],
+            &[("load1", Value::Float(0.5)), ("load5", Value::Float(v))],
+        )
+    };
+    let mut far_series = client::batch(1, &[good("cpu")]);
+    let mut far = far_series.series[0].clone();
+    far.id = 1 << 31;
+    far_series.series.push(far);
+    let cases: Vec<(hostpulse_proto::pb::Batch, &str)> = vec![
+        (
+            client::batch(
+                1,
+                &[
+                    good("cpu"),
+                    good("load"),
+                    good("memory"),
+                    good("Bad Table"),
+                    good("disk"),
+                ],
+            ),
+            r#"row 3 (table "Bad Table", tags {k="v"}): table name "Bad Table" is not [a-z0-9_]{1,64}"#,
+        ),
+        (
+            client::batch(1, &[good("t\u{e9}")]),
+            "is not [a-z0-9_]{1,64}",
+        ),
+        (client::batch(1, &[wide]), "2100 tags (at most 32)"),
+        (
+            client::batch(1, &[float(f64::NAN)]),
+            r#"field "load5" is NaN: only finite floats"#,
+        ),
+        (
+            client::batch(1, &[float(f64::INFINITY)]),
+            r#"field "load5" is +Inf"#,
+        ),
+        (
+            client::batch(1, &[float(f64::NEG_INFINITY)]),
+            r#"field "load5" is -Inf"#,
+        ),
+        (
+            client::batch(1, &[good("my_own")]),
+            r#"table "my_own" is not accepted here: gatherers may write the hostpulse families, hostpulse_self (component=gatherer) and the reporter's --custom-tables (app_queue)"#,
+        ),
+        (
+            client::batch(
+                1,
+                &[Row::from_parts(
+                    "hostpulse_self",
+                    now,
+                    &[("component", "reporter")],
+                    &[("streams_open", Value::Int(9))],
+                )],
+            ),
+            r#"hostpulse_self rows from a stream must have tag component="gatherer""#,
+        ),
+        (
+            client::batch(
+                1,
+                &[Row::from_parts(
+                    "cpu",
+                    now,
+                    &[("Node", "x")],
+                    &[("f", Value::Int(1))],
+                )],
+            ),
+            "is reserved",
+        ),
+        (far_series, "series id 2147483648 is not below 2^31"),
+    ];
+    for (i, (batch, detail)) in cases.into_iter().enumerate() {
+        let node = format!("hostile-{i}");
+        let reply = e2e::stream_messages(port, vec![client::hello(&node), client::message(batch)]);
+        assert!(
+            reply.status.starts_with("InvalidArgument") && reply.status.contains(detail),
+            "case {i}: want {detail}: {}",
+            reply.status
+        );
+        assert!(
+            reply.acks().is_empty(),
+            "case {i}: refused before the acknowledgement"
+        );
+    }
+    let reply = e2e::stream_messages(port, vec![client::hello("  padded  ")]);
+    assert!(
+        reply.status.starts_with("InvalidArgument")
+            && reply.status.contains("leading or trailing whitespace"),
+        "{}",
+        reply.status
+    );
+
+    // A configured custom table is accepted and stored.
+    let reply = e2e::stream_messages(
+        port,
+        vec![
+            client::hello("custom"),
+            client::message(client::batch(1, &[good("app_queue")])),
+        ],
+    );
+    assert_eq!(
+        (reply.status.as_str(), reply.acks().len()),
+        ("Ok", 1),
+        "{reply:?}"
+    );
+    let db = dir.path().join("hostpulse.db");
+    wait_for(Duration::from_secs(10), "the custom table stored", || {
+        e2e::try_sqlite(&db, "SELECT count(*) FROM app_queue WHERE node = 'custom'").as_deref()
+            == Some("1")
+    });
+
+    // Nothing of a refused batch was stored anywhere, and no store refused anything.
+    let rows = sink_rows(&sink);
+    assert!(
+        rows.0
+            .iter()
+            .all(|r| !r["node"].as_str().unwrap().starts_with("hostile")),
+        "refused rows were stored"
+    );
+    let tables = e2e::try_sqlite(
+        &db,
+        "SELECT group_concat(name) FROM sqlite_schema WHERE type = 'table'",
+    )
+    .unwrap();
+    assert!(
+        !tables.contains("Bad") && !tables.contains("my_own"),
+        "{tables}"
+    );
+    assert!(!dir.path().join("spool/rejected-sqlite.jsonl").exists());
+    let (_, metrics) = e2e::http(admin, "GET", "/metrics", "").unwrap();
+    for (rule, n) in [
+        ("names", 4),
+        ("non_finite", 3),
+        ("table", 1),
+        ("self_component", 1),
+    ] {
+        let line = format!("hostpulse_reporter_refused_batches_total{{rule=\"{rule}\"}} {n}\n");
+        assert!(metrics.contains(&line), "{line}{metrics}");
+    }
+
+    // The well-behaved gatherer was never disturbed.
+    let before = cycles(&sink_rows(&sink), "a").len();
+    wait_for(
+        Duration::from_secs(10),
+        "the healthy gatherer still streaming",
+        || cycles(&sink_rows(&sink), "a").len() >= before + 3,
+    );
+    assert_contiguous(&cycles(&sink_rows(&sink), "a"), "the healthy gatherer");
+    assert!(g.stop().success());
+}
+
+#[test]
+fn timestamps_big_integers_odd_tag_values_gaps_and_replays_behave_as_documented() {
+    use hostpulse_proto::row::{Row, Value};
+    let dir = tempfile::tempdir().unwrap();
+    let sink = dir.path().join("rows.jsonl");
+    let port = free_port();
+    let _r = reporter(
+        port,
+        &sink,
+        dir.path(),
+        &["--max-sample-age", "30d", "--max-clock-skew", "10m"],
+    );
+    let db = dir.path().join("hostpulse.db");
+    let sql = |q: &str| e2e::try_sqlite(&db, q).unwrap_or_default();
+    let now = client::now_ns();
+    let day = 86_400_000_000_000i64;
+    let load =
+        |ts: i64, v: u64| Row::from_parts("load", ts, &[("run", "t")], &[("tasks", Value::Int(v))]);
+
+    // Timestamps: 0, negative, i64::MAX and 11 minutes ahead are dropped; a
+    // 5-day-old sample (a gatherer replaying its buffer) and now are kept.
+    let rows = [
+        load(0, 1),
+        load(now - 5 * day, 2),
+        load(i64::MAX, 4),
+        load(-1, 3),
+        load(now + 11 * 60 * 1_000_000_000, 5),
+        load(now, 6),
+    ];
+    let reply = e2e::stream_messages(
+        port,
+        vec![
+            client::hello("clock"),
+            client::message(client::batch(1, &rows)),
+        ],
+    );
+    let acks = reply.acks();
+    assert_eq!(acks.len(), 1, "{reply:?}");
+    assert_eq!(acks[0].dropped_samples, 4);
+    assert!(
+        acks[0].dropped_reason.starts_with(
+            "timestamp 0 (1970-01-01T00:00:00Z) is older than --max-sample-age (30days)"
+        ),
+        "{}",
+        acks[0].dropped_reason
+    );
+    wait_for(Duration::from_secs(10), "the kept samples stored", || {
+        sql(
+            "SELECT group_concat(tasks) FROM (SELECT tasks FROM load WHERE node = 'clock' ORDER BY ts)",
+        ) == "2,6"
+    });
+
+    // Normalised: a tag value with a newline is escaped; an integer above
+    // i64::MAX is stored as i64::MAX.
+    let odd = Row::from_parts(
+        "filesystem",
+        now,
+        &[("mountpoint", "/mnt/a\nb")],
+        &[("size_bytes", Value::Int(u64::MAX))],
+    );
+    let reply = e2e::stream_messages(
+        port,
+        vec![
+            client::hello("odd"),
+            client::message(client::batch(1, &[odd])),
+        ],
+    );
+    assert_eq!(reply.acks().len(), 1, "{reply:?}");
+    wait_for(Duration::from_secs(10), "the odd row stored", || {
+        sql("SELECT mountpoint, typeof(size_bytes), size_bytes FROM filesystem WHERE node = 'odd'")
+            == format!("/mnt/a\\012b|integer|{}", i64::MAX)
+    });
+
+    // A sequence gap (a gatherer's buffer dropped batches) is acknowledged.
+    let reply = e2e::stream_messages(
+        port,
+        vec![
+            client::hello("gaps"),
+            client::message(client::batch(1, &[load(now, 1)])),
+            client::message(client::batch(5, &[load(now + 1, 5)])),
+        ],
+    );
+    let acked: Vec<u64> = reply.acks().iter().map(|a| a.sequence).collect();
+    assert_eq!(acked, vec![1, 5], "{reply:?}");
+
+    // A replay: the same sequence after a reconnect, with another value. It
+    // is acknowledged and stored again: the last write of a (table, ts,
+    // node, tags) wins, as in QuestDB's DEDUP UPSERT (README: replays).
+    for value in [10, 20] {
+        let reply = e2e::stream_messages(
+            port,
+            vec![
+                client::hello("replay"),
+                client::message(client::batch(1, &[load(now, value)])),
+            ],
+        );
+        assert_eq!(reply.acks().len(), 1, "{reply:?}");
+        wait_for(Duration::from_secs(10), "the replay stored", || {
+            sql("SELECT count(*), max(tasks) FROM load WHERE node = 'replay'")
+                == format!("1|{value}")
+        });
+    }
+}
+
+#[test]
+fn a_gatherer_whose_samples_are_out_of_the_window_keeps_streaming_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = dir.path().join("rows.jsonl");
+    let port = free_port();
+    // Every sample is older than 1 ns when it arrives: all are dropped.
+    let _r = reporter(port, &sink, dir.path(), &["--max-sample-age", "1ns"]);
+    let g = gatherer(port, "late", "a", dir.path(), &[]);
+    wait_for(Duration::from_secs(20), "acknowledgements flowing", || {
+        list_nodes(port)["nodes"][0]["lastAckedSequence"]
+            .as_str()
+            .is_some_and(|s| s.parse::<u64>().unwrap_or(0) >= 3)
+    });
+    let log = g.log_text();
+    assert!(
+        log.contains("the reporter stored this batch without some samples")
+            && log.contains("older than --max-sample-age (1ns)"),
+        "{log}"
+    );
+    assert!(
+        sink_rows(&sink).0.iter().all(|r| r["node"] != "late"),
+        "nothing stored"
+    );
+    assert!(g.stop().success());
+}

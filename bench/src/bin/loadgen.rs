@@ -101,7 +101,8 @@
 //!
 //! # Worst-case memory per stream
 //!
-//! `--fill-rows N` adds N synthetic rows to every cycle (2N definitions per
+//! `--fill-rows N` adds N synthetic rows (table `fill`, passed to the
+//! reporter as `--custom-tables fill`) to every cycle (2N definitions per
 //! stream, N more samples per batch); `--cycles-per-batch G` makes each batch
 //! carry G copies of its cycle (G groups): together they drive streams to
 //! their `--max-series-per-stream` and `--max-message-bytes` limits, and the
@@ -415,6 +416,11 @@ fn reporter_args(addr: SocketAddr, args: &Args, security: &Security) -> Vec<OsSt
     // Streams end themselves at 85-100% of this age; keep them for the run.
     out.push("--max-connection-age".into());
     out.push("24h".into());
+    if args.fill_rows > 0 {
+        // The synthetic rows' table is not a hostpulse family.
+        out.push("--custom-tables".into());
+        out.push("fill".into());
+    }
     if let Some(pki) = &security.pki {
         out.push("--tls-cert".into());
         out.push(pki.server_cert.clone().into());

@@ -244,6 +244,7 @@ fn main() {
     let ack = pb::ReporterMessage {
         message: Some(reporter_message::Message::Ack(pb::Ack {
             sequence: 100_000,
+            ..Default::default()
         })),
     }
     .encode_to_vec();

@@ -120,11 +120,14 @@ impl Buffer {
             },
         )
         .map_err(dir_error)?;
-        if recovery.truncated_bytes > 0 || !recovery.quarantined.is_empty() {
+        if !recovery.is_clean() {
             tracing::warn!(
                 truncated_bytes = recovery.truncated_bytes,
                 quarantined = recovery.quarantined.len(),
-                "buffer recovered from a crash: a torn tail was cut or damaged segments were set aside"
+                damaged_ranges = recovery.damaged.len(),
+                skipped_bytes = recovery.skipped_bytes(),
+                skipped_records = recovery.skipped_records(),
+                "buffer recovered from a crash or damage: a torn tail was cut, or damaged ranges were skipped (copies in quarantine/)"
             );
         }
         let state = dir.join("state");
@@ -137,9 +140,11 @@ impl Buffer {
         let mut index = VecDeque::new();
         let mut unreadable = 0u64;
         for record in log.read_from(log.first()) {
+            // A damaged range is skipped and reading goes on after it; an
+            // I/O error ends the reader.
             let Ok((position, bytes)) = record else {
                 unreadable += 1;
-                break;
+                continue;
             };
             match pb::Batch::decode(bytes.as_slice()) {
                 Ok(batch) if batch.sequence > self.acked => {

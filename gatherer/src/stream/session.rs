@@ -30,7 +30,7 @@ use tonic::transport::{Channel, Endpoint};
 use tracing::Instrument as _;
 
 use super::backoff::Backoff;
-use super::credentials::Explained;
+use super::credentials::{self, Explained};
 use super::targets::{Target, Targets};
 use super::{SharedBuffer, StreamOptions, WINDOW};
 use crate::collect::node_info::{self, Facts};
@@ -99,7 +99,7 @@ pub async fn run(
             Outcome::Refused(reason) => {
                 let delay = backoff.next_delay();
                 let held = buffer.lock().len();
-                tracing::error!(%reason, retry_in = ?delay, buffered_batches = held, "the reporter refused this gatherer or cannot be trusted; collecting on and buffering until the credentials are fixed");
+                tracing::error!(%reason, retry_in = ?delay, buffered_batches = held, "no stream until the credentials named in the reason are fixed; collecting on and buffering");
                 delay
             }
         };
@@ -220,7 +220,16 @@ async fn attempt(
             () = pushed => {}
             msg = inbound.message() => match msg {
                 Ok(Some(pb::ReporterMessage { message: Some(m) })) => match m {
-                    reporter_message::Message::Ack(ack) => acknowledged(buffer, &mut in_flight, ack.sequence),
+                    reporter_message::Message::Ack(ack) => {
+                        if ack.dropped_samples > 0 {
+                            tracing::warn!(
+                                batch = ack.sequence, dropped_samples = ack.dropped_samples,
+                                reason = %ack.dropped_reason,
+                                "the reporter stored this batch without some samples: their timestamps are outside its window; check this host's clock"
+                            );
+                        }
+                        acknowledged(buffer, &mut in_flight, ack.sequence)
+                    }
                     reporter_message::Message::Config(c) => apply(config, c),
                     reporter_message::Message::Welcome(_) => {
                         return established("the reporter sent a second Welcome".into());
@@ -298,7 +307,12 @@ fn status_outcome(status: &tonic::Status, established: bool) -> Outcome {
         tonic::Code::Unavailable | tonic::Code::Aborted if established => Outcome::Recycled(reason),
         tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => Outcome::Refused(reason),
         tonic::Code::FailedPrecondition | tonic::Code::InvalidArgument => {
-            tracing::error!(%reason, "the reporter rejected this gatherer's stream (version mismatch or a bug)");
+            tracing::error!(
+                %reason,
+                "the reporter refused this gatherer's stream or batch (a version mismatch, or a row \
+                 breaking its rules: see README \"What a batch may contain\"); the batch stays \
+                 buffered and is sent again after reconnecting"
+            );
             Outcome::Failed {
                 established,
                 reason,
@@ -340,9 +354,12 @@ async fn connect(
             .credentials
             .tls_config(&target.host)
             .map_err(Explained::Credentials)?;
-        endpoint = endpoint
-            .tls_config(tls)
-            .map_err(|e| Explained::Credentials(format!("TLS settings: {e}")))?;
+        endpoint = endpoint.tls_config(tls).map_err(|e| {
+            Explained::Credentials(format!(
+                "this gatherer's TLS settings (--tls-ca, --tls-cert, --tls-key) are refused: {}",
+                credentials::error_chain(&e)
+            ))
+        })?;
     }
     endpoint
         .connect()

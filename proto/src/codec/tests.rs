@@ -5,23 +5,9 @@ use super::*;
 type Flat = Vec<(String, i64, Vec<(String, String)>, Vec<(String, Value)>)>;
 type Sample = (String, i64, Vec<(String, String)>, String, Value);
 
-fn row(
-    table: &'static str,
-    ts: i64,
-    tags: &[(&'static str, &str)],
-    fields: &[(&'static str, Value)],
-) -> Row {
-    Row {
-        table,
-        ts,
-        tags: tags.iter().map(|(k, v)| (*k, v.to_string())).collect(),
-        fields: fields.to_vec(),
-    }
-}
-
 fn cycle(ts: i64, user: f64, bytes: u64) -> Vec<Row> {
     vec![
-        row(
+        Row::from_parts(
             "cpu",
             ts,
             &[("cpu", "0")],
@@ -30,13 +16,13 @@ fn cycle(ts: i64, user: f64, bytes: u64) -> Vec<Row> {
                 ("user_seconds_total", Value::Float(44.5)),
             ],
         ),
-        row(
+        Row::from_parts(
             "cpu",
             ts,
             &[("cpu", "total")],
             &[("user_percent", Value::Float(user / 2.0))],
         ),
-        row(
+        Row::from_parts(
             "network",
             ts,
             &[("interface", "eth0")],
@@ -129,7 +115,12 @@ fn complete_batches_decode_alone_and_adopt_into_a_new_process() {
     let mut old = Dictionary::new();
     old.encode(
         1,
-        &[row("load", 5, &[], &[("load1", Value::Float(0.5))])],
+        &[Row::from_parts(
+            "load",
+            5,
+            &[],
+            &[("load1", Value::Float(0.5))],
+        )],
         &[],
     );
     let compact = old.encode(2, &cycle(7, 9.5, 42), &[]);
@@ -141,7 +132,12 @@ fn complete_batches_decode_alone_and_adopt_into_a_new_process() {
     let mut new = Dictionary::new();
     new.encode(
         3,
-        &[row("memory", 1, &[], &[("free_bytes", Value::Int(1))])],
+        &[Row::from_parts(
+            "memory",
+            1,
+            &[],
+            &[("free_bytes", Value::Int(1))],
+        )],
         &[],
     );
     let adopted = new.adopt(&stored).unwrap();
@@ -196,6 +192,14 @@ fn hostile_batches_are_rejected_precisely() {
     check(
         &|b| b.groups[0].series_delta[0] = -1,
         CodecError::IdOutOfRange(0),
+    );
+    check(
+        &|b| {
+            let mut far = b.series[0].clone();
+            far.id = 1 << 31;
+            b.series.push(far);
+        },
+        CodecError::SeriesIdTooLarge(1 << 31),
     );
     check(&|b| b.series[0].kind = 0, CodecError::BadKind(0));
     check(&|b| b.series[0].kind = 99, CodecError::BadKind(0));

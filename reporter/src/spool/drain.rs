@@ -7,12 +7,27 @@
 //!   store.write(all of them)
 //!     Ok                -> cursor := after the last one; persist it; trim the spool
 //!     Unavailable       -> wait (exponential backoff with jitter, 100 ms to 5 s), retry the same
-//!     Rejected          -> append the rows to <spool-dir>/rejected-<store>.jsonl, count, move on
+//!     Rejected          -> split the group in halves, then a lone batch's rows in halves,
+//!                          until the refused rows are alone: append those to
+//!                          <spool-dir>/rejected-<store>.jsonl, count, move on
 //! ```
 //!
-//! A record found damaged while reading (its segment changed on disk after
-//! the spool opened) ends that segment for this store: the rest of it is
-//! skipped, counted and reported, and draining carries on with the next one.
+//! A store refuses rows, not batches: one bad row never costs its neighbours.
+//! The pieces of a split batch carry its node and sequence and no stored form
+//! (stores read only the decoded rows). Each refused piece counts once in
+//! `rejected_batches`; a batch with a refused row does not count in
+//! `delivered_batches`. Ingest refuses what breaks the rules of
+//! [`hostpulse_proto::rules`] before acknowledging, so what is refused here
+//! is what only the database knows (a column's type, its column limit) or a
+//! spool written by an older reporter.
+//!
+//! A damaged range met while reading (bytes that rotted after the spool
+//! opened, or found at open) is skipped: the reader resumes at the next valid
+//! record, so only the damaged records are lost; the range is counted,
+//! logged and kept once (`super::damage`), whichever store meets it first.
+//! A read failing with an I/O error is retried from the same place; after
+//! [`UNREADABLE_ATTEMPTS`] failures in a row the rest of that segment is
+//! skipped and counted as damage, so that a bad sector cannot stall a store.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -21,10 +36,11 @@ use std::time::{Duration, Instant};
 use hostpulse_proto::backoff::Backoff;
 use hostpulse_proto::codec::StreamDefs;
 use hostpulse_proto::pb;
-use hostpulse_spool::{CursorFile, Position};
+use hostpulse_spool::{CursorFile, Position, SpoolError};
 use prost::Message;
 
 use super::Shared;
+use super::damage::Range;
 use crate::sink::AcceptedBatch;
 use crate::store::{Store, StoreError};
 
@@ -32,6 +48,10 @@ use crate::store::{Store, StoreError};
 /// cheap request; a long ceiling would dominate the catch-up after an outage
 /// (the first attempt after the database returns could be 30 s away).
 pub const RETRY_CEILING: Duration = Duration::from_secs(5);
+
+/// Reads failing with an I/O error at the same place before the rest of that
+/// segment is skipped (about one attempt a second).
+pub const UNREADABLE_ATTEMPTS: u32 = 10;
 
 /// Most batches handed to one `Store::write`.
 pub const MAX_BATCHES: usize = 512;
@@ -72,6 +92,8 @@ pub(crate) struct Drainer {
     shared: Arc<Shared>,
     status: Arc<Mutex<DrainStatus>>,
     last_maintain: Instant,
+    /// Where reading last failed with an I/O error, and how many times in a row.
+    read_failure: Option<(Position, u32)>,
 }
 
 impl Drainer {
@@ -91,6 +113,7 @@ impl Drainer {
             shared,
             status,
             last_maintain: Instant::now(),
+            read_failure: None,
         }
     }
 
@@ -138,6 +161,17 @@ impl Drainer {
     /// bad batch sends only itself to the rejected file. False if the
     /// shutdown deadline passed first.
     fn deliver(&mut self, batches: &[Arc<AcceptedBatch>], backoff: &mut Backoff) -> bool {
+        self.deliver_counted(batches, backoff, true)
+    }
+
+    /// [`Drainer::deliver`]; `whole` is false for the pieces of a split
+    /// batch, which do not count as delivered batches.
+    fn deliver_counted(
+        &mut self,
+        batches: &[Arc<AcceptedBatch>],
+        backoff: &mut Backoff,
+        whole: bool,
+    ) -> bool {
         loop {
             if self
                 .shared
@@ -166,7 +200,9 @@ impl Drainer {
                 Ok(()) => {
                     backoff.reset();
                     let mut s = self.status();
-                    s.delivered += batches.len() as u64;
+                    if whole {
+                        s.delivered += batches.len() as u64;
+                    }
                     if s.failing > 0 {
                         tracing::info!(
                             store = s.name,
@@ -194,7 +230,16 @@ impl Drainer {
                 Err(StoreError::Rejected(e)) if batches.len() > 1 => {
                     tracing::debug!(store = self.name(), error = %e, batches = batches.len(), "rejected: splitting to find the refused batches");
                     let (a, b) = batches.split_at(batches.len() / 2);
-                    return self.deliver(a, backoff) && self.deliver(b, backoff);
+                    return self.deliver_counted(a, backoff, whole)
+                        && self.deliver_counted(b, backoff, whole);
+                }
+                Err(StoreError::Rejected(e))
+                    if batches.first().is_some_and(|b| b.decoded.rows.len() > 1) =>
+                {
+                    tracing::debug!(store = self.name(), error = %e, rows = batches[0].decoded.rows.len(), "rejected: splitting the batch's rows to find the refused ones");
+                    let (a, b) = split_rows(&batches[0]);
+                    return self.deliver_counted(&[a], backoff, false)
+                        && self.deliver_counted(&[b], backoff, false);
                 }
                 Err(StoreError::Rejected(e)) => {
                     self.reject(batches, &e);
@@ -225,18 +270,25 @@ impl Drainer {
                     }
                     next = reader.position();
                 }
-                Err(e) => {
-                    tracing::error!(store = self.name(), error = %e, "damaged spool record: skipping the rest of its segment");
-                    self.shared.quarantine(pb::QuarantinedSegment {
-                        path: self.shared.dir().display().to_string(),
-                        valid_records: 0,
-                        bytes: 0,
-                        damage: format!("found while draining into {}: {e}", self.name()),
-                    });
-                    next = Position {
-                        segment: next.segment + 1,
-                        offset: 0,
+                Err(SpoolError::Corrupt {
+                    segment,
+                    offset,
+                    bytes,
+                    records,
+                    damage,
+                }) => {
+                    let range = Range {
+                        segment,
+                        offset,
+                        bytes,
+                        records,
+                        damage: damage.to_string(),
                     };
+                    self.shared.damaged(&range, self.name());
+                    next = reader.position();
+                }
+                Err(e) => {
+                    next = self.unreadable(reader.position(), &e).unwrap_or(next);
                     break;
                 }
             }
@@ -246,6 +298,34 @@ impl Drainer {
             self.advance(next);
         }
         (out, next)
+    }
+
+    /// An I/O error reading at `at`: retried from there at the next read;
+    /// after [`UNREADABLE_ATTEMPTS`] in a row, the rest of the segment is
+    /// skipped and counted as damage (a bad sector must not stall the store
+    /// for good). Returns where to go on from when skipping.
+    fn unreadable(&mut self, at: Position, e: &SpoolError) -> Option<Position> {
+        let attempts = match self.read_failure {
+            Some((p, n)) if p == at => n + 1,
+            _ => 1,
+        };
+        self.read_failure = Some((at, attempts));
+        if attempts < UNREADABLE_ATTEMPTS {
+            tracing::warn!(store = self.name(), error = %e, attempts, "cannot read the spool; retrying");
+            return None;
+        }
+        self.read_failure = None;
+        let path = self.shared.dir().join(format!("{:020}.seg", at.segment));
+        let len = std::fs::metadata(&path).map_or(at.offset, |m| m.len());
+        let range = Range {
+            segment: at.segment,
+            offset: at.offset,
+            bytes: len.saturating_sub(at.offset),
+            records: 0,
+            damage: format!("unreadable ({e}): the rest of the segment is skipped"),
+        };
+        self.shared.damaged(&range, self.name());
+        Some(Position::new(at.segment + 1, 0))
     }
 
     fn advance(&mut self, next: Position) {
@@ -298,6 +378,24 @@ impl Drainer {
             }
         }
     }
+}
+
+/// The two halves of a batch's rows, as batches of the same node and
+/// sequence without a stored form.
+fn split_rows(batch: &AcceptedBatch) -> (Arc<AcceptedBatch>, Arc<AcceptedBatch>) {
+    let (a, b) = batch.decoded.rows.split_at(batch.decoded.rows.len() / 2);
+    let piece = |rows: &[hostpulse_proto::codec::DecodedRow]| {
+        Arc::new(AcceptedBatch {
+            node: Arc::clone(&batch.node),
+            decoded: hostpulse_proto::codec::DecodedBatch {
+                sequence: batch.decoded.sequence,
+                rows: rows.to_vec(),
+                samples: rows.iter().map(|r| r.fields.len()).sum(),
+            },
+            stored: pb::Batch::default(),
+        })
+    };
+    (piece(a), piece(b))
 }
 
 /// A spool record back into an accepted batch (`None` if it does not decode).

@@ -16,15 +16,20 @@
 //! - Each store drains from its own cursor file, `--spool-dir/<store>.cursor`,
 //!   advanced only after the store confirmed the write. Segments every
 //!   cursor has passed are deleted.
-//! - Recovery at start: the spool crate truncates a torn tail and quarantines
-//!   damaged segments (moved to `quarantine/`); both are logged with counts and
-//!   reported by `Admin.Status`. The reporter always starts.
+//! - Damage (see `damage`): the spool crate truncates a torn tail at start
+//!   and skips damaged ranges, at start and while draining, delivering every
+//!   intact record around them; each range is counted once (bytes, records),
+//!   logged once with its segment, offset and length, and its segment copied
+//!   into `quarantine/` for `reporter spool inspect|replay` (see `inspect`).
+//!   `Admin.Status` and `/metrics` report them. The reporter always starts.
 //! - The limit: an append that would take the spool past `--spool-max-bytes`,
 //!   or a full disk (ENOSPC), is refused: the batch is not acknowledged (the
 //!   gatherer keeps it), the spool is marked full, which turns health to
 //!   NOT_SERVING, until drains bring it under 90 % of the limit.
 
+mod damage;
 pub mod drain;
+pub mod inspect;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -92,6 +97,8 @@ pub(crate) struct Shared {
     cursors: Mutex<Vec<Position>>,
     drains: Vec<Arc<Mutex<DrainStatus>>>,
     quarantined: Mutex<Vec<pb::QuarantinedSegment>>,
+    /// Damaged ranges skipped, each counted once.
+    damage: Mutex<damage::Ledger>,
     truncated_bytes: u64,
     /// Drainers stop when this is set and they are caught up (or at the deadline).
     stopping: Mutex<Option<std::time::Instant>>,
@@ -136,6 +143,7 @@ impl Shared {
                 Ok((log, recovery)) => {
                     tracing::warn!("spool reopened after an I/O failure");
                     report_recovery(&recovery);
+                    Shared::lock(&self.damage).recovered(&recovery);
                     *slot = Some(log);
                 }
                 Err(e) => {
@@ -206,8 +214,9 @@ impl Shared {
         *Shared::lock(&self.appended)
     }
 
-    pub(crate) fn quarantine(&self, q: pb::QuarantinedSegment) {
-        Shared::lock(&self.quarantined).push(q);
+    /// A drainer skipped a damaged range: counted, logged and kept once.
+    pub(crate) fn damaged(&self, range: &damage::Range, store: &str) {
+        Shared::lock(&self.damage).met(&self.dir, range, store);
     }
 
     pub(crate) fn stop_deadline(&self) -> Option<std::time::Instant> {
@@ -290,6 +299,7 @@ impl Spool {
             cursors: Mutex::new(cursors.clone()),
             drains: drains.clone(),
             quarantined: Mutex::new(quarantined),
+            damage: Mutex::new(damage::Ledger::from_recovery(&recovery)),
             truncated_bytes: recovery.truncated_bytes,
             stopping: Mutex::new(None),
             dir: options.dir.clone(),
@@ -365,6 +375,7 @@ impl Spool {
                 }
             })
             .collect();
+        let damage = Shared::lock(&self.shared.damage);
         pb::StatusResponse {
             spool_bytes,
             spool_max_bytes: self.shared.max_bytes,
@@ -373,6 +384,9 @@ impl Spool {
             quarantined: Shared::lock(&self.shared.quarantined).clone(),
             sinks,
             truncated_bytes: self.shared.truncated_bytes,
+            skipped_bytes: damage.bytes,
+            skipped_records: damage.records,
+            damaged: damage.listed(),
             ..Default::default()
         }
     }
@@ -427,8 +441,32 @@ impl Spool {
         page.single(
             "hostpulse_reporter_spool_quarantined_segments",
             Kind::Gauge,
-            "Damaged segments set aside at open.",
+            "Segment files with no valid record, set aside at open.",
             status.quarantined.len() as f64,
+        );
+        page.single(
+            "hostpulse_reporter_spool_skipped_bytes_total",
+            Kind::Counter,
+            "Bytes of damaged spool ranges skipped (each range once); the intact records around them were delivered.",
+            status.skipped_bytes as f64,
+        );
+        page.single(
+            "hostpulse_reporter_spool_skipped_records_total",
+            Kind::Counter,
+            "Records lost in damaged spool ranges (exact where sequence numbers survive, else a lower bound).",
+            status.skipped_records as f64,
+        );
+        page.single(
+            "hostpulse_reporter_spool_damaged_ranges_total",
+            Kind::Counter,
+            "Damaged spool ranges skipped (listed in Admin.Status, logged, copied into quarantine/).",
+            Shared::lock(&self.shared.damage).ranges() as f64,
+        );
+        page.single(
+            "hostpulse_reporter_spool_truncated_bytes",
+            Kind::Gauge,
+            "Bytes of torn tail cut off at start (a crash mid-append; never acknowledged).",
+            status.truncated_bytes as f64,
         );
         page.family(
             "hostpulse_reporter_spool_commit_seconds",
@@ -596,11 +634,18 @@ fn report_recovery(r: &Recovery) {
     }
     for q in &r.quarantined {
         tracing::error!(
-            path = %q.path.display(), valid_records = q.valid_records, bytes = q.bytes,
-            damage = ?q.damage, "spool: a damaged segment was moved to quarantine; the reporter carries on"
+            path = %q.path.display(), bytes = q.bytes, damage = %q.damage,
+            "spool: a file with no valid record was moved to quarantine; the reporter carries on"
         );
     }
-    tracing::info!(segments = r.segments, records = r.records, "spool opened");
+    tracing::info!(
+        segments = r.segments,
+        records = r.records,
+        damaged_ranges = r.damaged.len(),
+        skipped_bytes = r.skipped_bytes(),
+        skipped_records = r.skipped_records(),
+        "spool opened"
+    );
 }
 
 fn now_ms() -> i64 {

@@ -19,11 +19,13 @@ struct Scripted {
     unavailable: Arc<AtomicUsize>,
     /// Reject batches whose `tasks` value is this.
     reject: Option<u64>,
+    /// The store's name (cursor file), "scripted" by default.
+    name: Option<&'static str>,
 }
 
 impl Store for Scripted {
     fn name(&self) -> &'static str {
-        "scripted"
+        self.name.unwrap_or("scripted")
     }
 
     fn write(&mut self, batches: &[Arc<AcceptedBatch>]) -> Result<(), StoreError> {
@@ -212,5 +214,132 @@ async fn a_refused_batch_in_a_group_is_isolated_and_the_rest_stored() {
     });
     assert_eq!(*store.got.lock().unwrap(), vec![1, 2, 4, 5, 6]);
     assert_eq!(spool.status().sinks[0].rejected_batches, 1);
+    spool.shutdown(Duration::from_secs(1));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_bad_row_costs_only_itself_in_a_real_store() {
+    use crate::store::sqlite::SqliteStore;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("hostpulse.db");
+    let store = SqliteStore::open(&db, Duration::ZERO).unwrap();
+    let spool = Spool::open(
+        SpoolOptions {
+            dir: dir.path().join("spool"),
+            max_bytes: 1 << 20,
+        },
+        vec![Box::new(store)],
+    )
+    .unwrap();
+    // Written straight to the spool, as an older reporter could have
+    // acknowledged it (ingest now refuses it before the acknowledgement).
+    let rows: Vec<Row> = ["good1", "good2", "good3", "Bad Table", "good4"]
+        .iter()
+        .map(|table| {
+            let mut row = Row::new(table, 1_000);
+            row.int("value", 1);
+            row
+        })
+        .collect();
+    let mut dict = Dictionary::new();
+    let compact = dict.encode(1, &rows, &[]);
+    let stored = dict.complete(&compact);
+    let decoded = StreamDefs::new(100).decode(&stored).unwrap();
+    spool
+        .write(Arc::new(AcceptedBatch {
+            node: "n1".into(),
+            decoded,
+            stored,
+        }))
+        .await
+        .unwrap();
+    wait("the batch handled", || {
+        let s = spool.status();
+        s.sinks[0].rejected_batches == 1 && s.sinks[0].lag_bytes == 0
+    });
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    for table in ["good1", "good2", "good3", "good4"] {
+        let n: i64 = conn
+            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 1, "{table} is stored");
+    }
+    let rejected = std::fs::read_to_string(dir.path().join("spool/rejected-sqlite.jsonl")).unwrap();
+    assert_eq!(rejected.lines().count(), 1, "{rejected}");
+    assert!(rejected.contains("\"table\":\"Bad Table\""), "{rejected}");
+    assert_eq!(
+        spool.status().sinks[0].delivered_batches,
+        0,
+        "not wholly delivered"
+    );
+    spool.shutdown(Duration::from_secs(1));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bytes_rotting_after_open_cost_one_record_counted_once_for_two_stores() {
+    use std::os::unix::fs::FileExt;
+    let dir = tempfile::tempdir().unwrap();
+    let stores = [("one", Scripted::default()), ("two", Scripted::default())].map(|(name, s)| {
+        // Down, so both drainers hold batch 1 while the rest is written.
+        s.unavailable.store(usize::MAX, Ordering::SeqCst);
+        Scripted {
+            name: Some(name),
+            ..s
+        }
+    });
+    let spool = Spool::open(
+        SpoolOptions {
+            dir: dir.path().to_path_buf(),
+            max_bytes: 1 << 20,
+        },
+        stores
+            .iter()
+            .map(|s| Box::new(s.clone()) as Box<dyn Store>)
+            .collect(),
+    )
+    .unwrap();
+    let mut dict = Dictionary::new();
+    spool.write(batch(&mut dict, 1)).await.unwrap();
+    wait("both drainers retrying batch 1", || {
+        spool.status().sinks.iter().all(|s| s.failing_attempts > 0)
+    });
+    for n in 2..=10 {
+        spool.write(batch(&mut dict, n)).await.unwrap();
+    }
+    // Rot in the middle of batch 5's record, after the spool opened.
+    let seg = dir.path().join("00000000000000000001.seg");
+    let records: Vec<(u64, usize)> = hostpulse_spool::SegmentEntries::open(&seg)
+        .unwrap()
+        .map(|e| match e.unwrap() {
+            hostpulse_spool::Entry::Record {
+                offset, payload, ..
+            } => (offset, payload.len()),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    let (offset, len) = records[4];
+    let file = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
+    file.write_all_at(b"rot", offset + 20 + len as u64 / 2)
+        .unwrap();
+    for s in &stores {
+        s.unavailable.store(0, Ordering::SeqCst);
+    }
+    for s in &stores {
+        wait("the intact batches delivered", || {
+            s.got.lock().unwrap().len() == 9
+        });
+        assert_eq!(*s.got.lock().unwrap(), [1, 2, 3, 4, 6, 7, 8, 9, 10]);
+    }
+    let status = spool.status();
+    assert_eq!(status.skipped_records, 1, "{status:?}");
+    assert_eq!(status.skipped_bytes, 20 + len as u64);
+    assert_eq!(status.damaged.len(), 1, "counted once for both stores");
+    assert!(status.damaged[0].found.starts_with("while draining into"));
+    let copy = std::path::Path::new(&status.damaged[0].copy);
+    assert_eq!(
+        copy.file_name().unwrap().to_str().unwrap(),
+        format!("00000000000000000001.seg.at-{offset}")
+    );
+    assert!(copy.exists());
     spool.shutdown(Duration::from_secs(1));
 }

@@ -10,7 +10,8 @@
 //!
 //! Writes must be idempotent: after a crash the drainer resumes from its last
 //! persisted cursor, so the batches after it are written again. QuestDB tables
-//! deduplicate on `(ts, node, tags)`; SQLite tables have a unique key on the same.
+//! deduplicate on `(ts, node, tags)` (checked before writing:
+//! [`questdb_schema`]); SQLite tables have a unique key on the same.
 //!
 //! Row model: each row has a table (one per family), `ts` (Unix ns), the
 //! `node`, string tags (the family's tags, then the gatherer's labels) and
@@ -22,6 +23,7 @@ use crate::sink::AcceptedBatch;
 
 pub mod jsonl;
 pub mod questdb;
+pub mod questdb_schema;
 pub mod sqlite;
 
 /// Why a store did not take batches.
@@ -33,9 +35,10 @@ pub enum StoreError {
     #[error("{0}")]
     Unavailable(String),
     /// The database refused these rows and will refuse them again (a 400 with
-    /// its reason, a type conflict). The drainer writes them to the store's
-    /// rejected-rows file, counts and logs them, and moves on, so one bad
-    /// batch cannot block the spool.
+    /// its reason, a type conflict). The drainer splits the write until the
+    /// refused rows are alone, writes them to the store's rejected-rows file,
+    /// counts and logs them, and moves on, so one bad row costs neither its
+    /// neighbours nor the spool.
     #[error("{0}")]
     Rejected(String),
 }

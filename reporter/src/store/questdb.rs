@@ -1,6 +1,8 @@
 //! The QuestDB store: rows as InfluxDB line protocol (ILP), over HTTP(S) by
 //! preference, or over TCP. Any ILP-over-HTTP server works the same way
-//! (the tests run against VictoriaMetrics).
+//! (the tests run against QuestDB 9.3.5 and VictoriaMetrics). The reporter
+//! wraps it in [`super::questdb_schema::CheckedStore`], which lets it write
+//! only once QuestDB's tables are as the schema wants.
 //!
 //! # Configuration
 //!
@@ -73,13 +75,14 @@
 //!   server.
 //!
 //! Rows that cannot be written as they are make the whole write
-//! [`StoreError::Rejected`], before anything is sent: a table or column name
-//! QuestDB does not allow (empty, longer than `max_name_len`, or holding a
-//! character such as `/`, `?`, `,`, `:`; a `.` in a column name), a tag or
-//! field named `node` or `ts`, the same name twice in a row, a negative
-//! timestamp, an empty node. A hostpulse gatherer never produces these (its
-//! label names are checked), so they come from a defect or a hostile peer;
-//! the drainer keeps them in its rejected-rows file. So is a single row
+//! [`StoreError::Rejected`], before anything is sent: a row breaking
+//! [`hostpulse_proto::rules`] (which the reporter enforces before
+//! acknowledging, so only an older spool holds such rows), a name QuestDB
+//! does not allow or longer than `max_name_len`, a negative timestamp, an
+//! empty node. The drainer then splits the write until the refused row is
+//! alone and keeps only it in its rejected-rows file. The same field twice
+//! in a row (same spelling) is sent once, with its last value, as SQLite
+//! stores it. So is a single row
 //! larger than `max_buf_size` (the rows before it in the write may already be
 //! stored; writing them again is harmless).
 //!
@@ -89,8 +92,9 @@
 //! `deploy/questdb/schema.sql` ([`SCHEMA_SQL`]) are WAL tables with
 //! `DEDUP UPSERT KEYS(ts, node, <the family's tags>)`: a row written again
 //! replaces itself, so a replay changes nothing. Apply the schema before the
-//! first write ([`apply_schema`], `reporter --questdb-apply-schema`); a table
-//! that ILP creates on the fly has no dedup keys.
+//! first write ([`apply_schema`], `reporter --questdb-schema apply`); a table
+//! that ILP creates on the fly has no dedup keys, which is why the reporter
+//! checks the tables before writing ([`super::questdb_schema`]).
 //!
 //! # Errors
 //!
@@ -172,6 +176,8 @@ const MAX_INIT_BUF_SIZE: usize = 16 * 1024 * 1024;
 const KEEP_BUFFER_BYTES: usize = 8 * 1024 * 1024;
 /// How much of an error response is read.
 const ERROR_BODY_LIMIT: u64 = 64 * 1024;
+/// How much of a query's answer is read (`tables()`, `show columns`).
+const QUERY_BODY_LIMIT: u64 = 16 * 1024 * 1024;
 /// How much of a server's message goes into an error.
 const MESSAGE_LIMIT: usize = 2000;
 
@@ -765,6 +771,12 @@ impl Http {
 
     /// Runs one SQL statement through `/exec`.
     fn exec(&self, number: usize, sql: &str) -> Result<(), SchemaError> {
+        self.query(number, sql).map(drop)
+    }
+
+    /// Runs one SQL statement through `/exec` and returns the server's JSON
+    /// answer as text.
+    fn query(&self, number: usize, sql: &str) -> Result<String, SchemaError> {
         let mut request = self
             .agent
             .get(format!("{}/exec", self.endpoint))
@@ -780,8 +792,16 @@ impl Http {
             Ok(mut response) => {
                 let status = response.status();
                 if status.is_success() {
-                    let _ = response.body_mut().read_to_vec();
-                    return Ok(());
+                    return response
+                        .body_mut()
+                        .with_config()
+                        .limit(QUERY_BODY_LIMIT)
+                        .read_to_string()
+                        .map_err(|e| SchemaError::Unreachable {
+                            endpoint: self.endpoint.clone(),
+                            number,
+                            message: format!("reading the answer: {e}"),
+                        });
                 }
                 let text = read_error_body(response.body_mut());
                 Err(SchemaError::Refused {
@@ -1113,7 +1133,11 @@ fn push_row(buf: &mut Buffer, (node, row): RowRef<'_>) -> Result<(), StoreError>
                 buf.symbol(name.as_str(), value)?;
             }
         }
-        for (name, value) in &row.fields {
+        for (i, (name, value)) in row.fields.iter().enumerate() {
+            // The same field again later in the row: the last value wins.
+            if row.fields[i + 1..].iter().any(|(later, _)| later == name) {
+                continue;
+            }
             match *value {
                 Value::Int(v) => {
                     buf.column_i64(&**name, i64::try_from(v).unwrap_or(i64::MAX))?;
@@ -1147,6 +1171,12 @@ fn check_row(node: &str, row: &DecodedRow, max_name_len: usize) -> Result<(), St
         return Err("the node id is empty".to_string());
     }
     let table = row.key.table.as_str();
+    hostpulse_proto::rules::check_row(
+        table,
+        row.key.tags.iter().map(|(k, _)| k.as_str()),
+        row.fields.iter().map(|(f, _)| &**f),
+    )
+    .map_err(|e| format!("{table:?}: {e}"))?;
     TableName::new(table).map_err(|e| e.msg().to_string())?;
     if table.len() > max_name_len {
         return Err(format!(
@@ -1156,7 +1186,6 @@ fn check_row(node: &str, row: &DecodedRow, max_name_len: usize) -> Result<(), St
     if row.ts < 0 {
         return Err(format!("{table} row has a negative timestamp ({})", row.ts));
     }
-    let mut names: Vec<&str> = Vec::with_capacity(row.key.tags.len() + row.fields.len());
     let tags = row.key.tags.iter().map(|(k, _)| k.as_str());
     for name in tags.chain(row.fields.iter().map(|(k, _)| &**k)) {
         ColumnName::new(name).map_err(|e| format!("{table}: {}", e.msg()))?;
@@ -1170,12 +1199,9 @@ fn check_row(node: &str, row: &DecodedRow, max_name_len: usize) -> Result<(), St
                 "{table}: a tag or field is named {name:?}, a column the store sets itself"
             ));
         }
-        names.push(name);
     }
-    names.sort_unstable();
-    if let Some(pair) = names.windows(2).find(|w| w[0] == w[1]) {
-        return Err(format!("{table}: {:?} appears twice in one row", pair[0]));
-    }
+    // Two names of one column were refused by the rules above; the same
+    // field twice is sent once, by push_row.
     Ok(())
 }
 
@@ -1219,24 +1245,15 @@ impl Store for QuestDbStore {
 /// statement the server refuses. Meant for [`SCHEMA_SQL`], whose statements
 /// are all `CREATE TABLE IF NOT EXISTS`: applying it again changes nothing.
 pub fn apply_schema(conf: &str, sql: &str) -> Result<(), SchemaError> {
-    let settings = Settings::parse(conf)?;
-    if !settings.scheme.is_http() {
-        return Err(QuestDbConfigError::new(format!(
-            "the schema is applied through QuestDB's HTTP SQL endpoint (/exec); give an http:: or \
-             https:: configuration for the same server (port 9000 by default), not {}::",
-            settings.scheme.name()
-        ))
-        .into());
-    }
+    let endpoint = SqlEndpoint::new(conf)?;
     let statements = split_sql(sql);
     if statements.is_empty() {
         return Err(SchemaError::Empty);
     }
-    let http = Http::new(&settings);
     for (i, statement) in statements.iter().enumerate() {
-        http.exec(i + 1, statement)?;
+        endpoint.http.exec(i + 1, statement)?;
         tracing::info!(
-            endpoint = http.endpoint,
+            endpoint = endpoint.http.endpoint,
             "applied SQL statement {}/{}: {}",
             i + 1,
             statements.len(),
@@ -1246,9 +1263,54 @@ pub fn apply_schema(conf: &str, sql: &str) -> Result<(), SchemaError> {
     Ok(())
 }
 
+/// QuestDB's HTTP SQL endpoint (`/exec`) at the address, with the
+/// credentials and TLS settings of a configuration string: what applies and
+/// checks the schema ([`apply_schema`], [`super::questdb_schema`]).
+pub struct SqlEndpoint {
+    http: Http,
+}
+
+impl fmt::Debug for SqlEndpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqlEndpoint")
+            .field("endpoint", &self.http.endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqlEndpoint {
+    /// Checks `conf`, which must be `http::` or `https::` (the SQL endpoint is
+    /// HTTP). Connects to nothing.
+    pub fn new(conf: &str) -> Result<Self, SchemaError> {
+        let settings = Settings::parse(conf)?;
+        if !settings.scheme.is_http() {
+            return Err(QuestDbConfigError::new(format!(
+                "the schema is applied and checked through QuestDB's HTTP SQL endpoint (/exec); \
+                 give an http:: or https:: configuration for the same server (port 9000 by \
+                 default), not {}::",
+                settings.scheme.name()
+            ))
+            .into());
+        }
+        Ok(SqlEndpoint {
+            http: Http::new(&settings),
+        })
+    }
+
+    /// `scheme://host:port`, for messages.
+    pub fn endpoint(&self) -> &str {
+        &self.http.endpoint
+    }
+
+    /// Runs one statement and returns the server's JSON answer as text.
+    pub fn query(&self, sql: &str) -> Result<String, SchemaError> {
+        self.http.query(1, sql)
+    }
+}
+
 /// Splits SQL text into statements: at `;` outside quotes, comments
 /// removed, runs of white space made one space.
-fn split_sql(sql: &str) -> Vec<String> {
+pub(crate) fn split_sql(sql: &str) -> Vec<String> {
     #[derive(PartialEq)]
     enum State {
         Code,
@@ -1525,9 +1587,9 @@ error in line 1: table: cpu, column: usage_percent; cast error from protocol typ
             let keys_at = tail.find(" DEDUP UPSERT KEYS(").unwrap();
             let clauses = &tail[..keys_at];
             assert!(
-                clauses == ") TIMESTAMP(ts) PARTITION BY DAY WAL TTL 30 DAYS"
+                clauses == ") TIMESTAMP(ts) PARTITION BY DAY TTL 30 DAYS WAL"
                     || (table == "\"node_info\""
-                        && clauses == ") TIMESTAMP(ts) PARTITION BY MONTH WAL TTL 2 YEARS"),
+                        && clauses == ") TIMESTAMP(ts) PARTITION BY MONTH TTL 2 YEARS WAL"),
                 "{table}: {clauses}"
             );
             let keys = tail[keys_at + 19..].trim_end_matches(')');

@@ -37,13 +37,15 @@
 //!
 //! ## Names
 //!
-//! A table name must match `[a-z0-9_]{1,64}` and not start with `sqlite_`; a
-//! tag or field name must match `[A-Za-z0-9_]{1,64}` (gatherer labels may
-//! hold capitals) and not be `ts`, `node`, `tags`, `rowid`, `oid` or
-//! `_rowid_`. SQLite compares names without regard to ASCII case, so `Region`
-//! and `region` are one column: a row carrying both, a tag and a field of the
-//! same name, or a tag whose name is already a field column of the table (or
-//! the reverse) is refused. So is a row for a table that exists in the file
+//! Every row is checked with [`hostpulse_proto::rules::check_row`], the
+//! rules the reporter enforces before acknowledging: a table name must match
+//! `[a-z0-9_]{1,64}` and not start with `sqlite_`; a tag or field name must
+//! match `[A-Za-z0-9_]{1,64}` (gatherer labels may hold capitals) and not be
+//! `ts`, `node`, `tags`, `timestamp`, `rowid`, `oid` or `_rowid_`. SQLite
+//! compares names without regard to ASCII case, so `Region` and `region` are
+//! one column: a row carrying both, or a tag and a field of the same name, is
+//! refused. So is a tag whose name is already a field column of the table (or
+//! the reverse), which only the file can tell. So is a row for a table that exists in the file
 //! but was not made by this store (it lacks `ts`, `node` and `tags`), and a
 //! row that would make more than [`MAX_TABLES`] tables, or more than
 //! [`MAX_COLUMNS`] columns in one table (a sender inventing names cannot grow
@@ -55,14 +57,13 @@
 //! ## Values
 //!
 //! - Integer fields (`Value::Int`, counters) are stored exactly as
-//!   `INTEGER` up to `i64::MAX`. Above it (a `u64` counter past 2^63, which
-//!   no real counter reaches) the value is stored as the nearest `REAL`
-//!   (`u64::MAX` reads back as `1.8446744073709552e19`, `typeof()` =
-//!   `'real'`): the magnitude is kept, it never wraps negative and never
-//!   fails the write.
-//! - Float fields are `REAL`. Non-finite floats (which the gatherer never
-//!   sends) are left out of the row, as every other output does; a row left
-//!   with no field is not written.
+//!   `INTEGER` up to `i64::MAX`. Above it (a counter saturated at
+//!   `u64::MAX`) the value is stored as `i64::MAX`
+//!   ([`hostpulse_proto::rules::int_value`]; the reporter already did so
+//!   before acknowledging), as in QuestDB's LONG columns.
+//! - Float fields are `REAL`. Non-finite floats are refused at ingest; one
+//!   found in an older spool is left out of the row, and a row left with no
+//!   field is not written.
 //! - A column's type is set by the first value seen. Tables are not `STRICT`:
 //!   should a field later change kind, SQLite's type affinity stores the
 //!   value anyway (an integer in a `REAL` column becomes a double; a float
@@ -89,8 +90,10 @@
 //!
 //! # Transactions and durability
 //!
-//! [`SqliteStore::write`] checks every row first (a refused name refuses the
-//! whole call before anything is written), then runs one `BEGIN IMMEDIATE`
+//! [`SqliteStore::write`] checks every row first (a refused row refuses the
+//! whole call before anything is written; the drainer then splits the call
+//! until the refused row is alone, so its neighbours are stored and only it
+//! goes to the rejected-rows file), then runs one `BEGIN IMMEDIATE`
 //! transaction for all the batches it is given: new tables, new columns and
 //! every row, through cached prepared statements, then `COMMIT`. Either all
 //! of it is in the database or none of it is. Thousands of rows cost one
@@ -207,6 +210,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hostpulse_proto::codec::DecodedRow;
 use hostpulse_proto::row::Value;
+use hostpulse_proto::rules::{self, shown};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
 
@@ -221,7 +225,7 @@ mod tests;
 pub const SCHEMA_VERSION: i64 = 1;
 
 /// Longest table, tag or field name.
-pub const MAX_NAME: usize = 64;
+pub const MAX_NAME: usize = rules::MAX_NAME_BYTES;
 
 /// Most tables the store creates in one file (hostpulse has 16 families).
 pub const MAX_TABLES: usize = 256;
@@ -1082,15 +1086,19 @@ fn prepare_rows(batches: &[Arc<AcceptedBatch>]) -> Result<Vec<Prepared<'_>>, Sto
 /// One row checked; `None` when it has no field to store.
 fn prepare_row<'a>(node: &'a str, row: &'a DecodedRow) -> Result<Option<Prepared<'a>>, String> {
     let table = row.key.table.as_str();
-    check_table(table)?;
     let tags = row.key.tags.as_slice();
+    rules::check_row(
+        table,
+        tags.iter().map(|(k, _)| k.as_str()),
+        row.fields.iter().map(|(f, _)| &**f),
+    )
+    .map_err(|e| format!("table {}: {e}", shown(table)))?;
     // The row's names so far, compared without regard to ASCII case (as
     // SQLite compares column names): the first spelling and, for a field,
     // its slot in `fields`.
     let mut names: HashMap<Cow<'a, str>, (&'a str, Option<usize>)> =
         HashMap::with_capacity(tags.len() + row.fields.len());
     for (name, _) in tags {
-        check_column(name).map_err(|e| format!("table {table}: tag {e}"))?;
         if names.insert(lowercase(name), (name, None)).is_some() {
             return Err(format!(
                 "table {table}: tag {} appears twice (ignoring case)",
@@ -1101,13 +1109,8 @@ fn prepare_row<'a>(node: &'a str, row: &'a DecodedRow) -> Result<Option<Prepared
     let mut fields: Vec<(&'a str, ColumnKind, Num)> = Vec::with_capacity(row.fields.len());
     for (name, value) in &row.fields {
         let name: &'a str = name;
-        check_column(name).map_err(|e| format!("table {table}: field {e}"))?;
         let field = match *value {
-            Value::Int(v) => Some((
-                name,
-                ColumnKind::Int,
-                i64::try_from(v).map_or(Num::Real(v as f64), Num::Int),
-            )),
+            Value::Int(v) => Some((name, ColumnKind::Int, Num::Int(rules::int_value(v)))),
             Value::Float(v) if v.is_finite() => Some((name, ColumnKind::Float, Num::Real(v))),
             Value::Float(_) => None,
         };
@@ -1162,42 +1165,6 @@ fn lowercase(name: &str) -> Cow<'_, str> {
     }
 }
 
-/// `[a-z0-9_]{1,64}`, not `sqlite_…`.
-fn check_table(name: &str) -> Result<(), String> {
-    let valid = !name.is_empty()
-        && name.len() <= MAX_NAME
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-    if !valid {
-        return Err(format!(
-            "table name {} is not [a-z0-9_]{{1,{MAX_NAME}}}",
-            shown(name)
-        ));
-    }
-    if name.starts_with("sqlite_") {
-        return Err(format!("table name {} is reserved by SQLite", shown(name)));
-    }
-    Ok(())
-}
-
-/// `[A-Za-z0-9_]{1,64}`, not a reserved column.
-fn check_column(name: &str) -> Result<(), String> {
-    let valid = !name.is_empty()
-        && name.len() <= MAX_NAME
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-    if !valid {
-        return Err(format!(
-            "name {} is not [A-Za-z0-9_]{{1,{MAX_NAME}}}",
-            shown(name)
-        ));
-    }
-    if RESERVED.iter().any(|r| r.eq_ignore_ascii_case(name)) {
-        return Err(format!("name {} is reserved", shown(name)));
-    }
-    Ok(())
-}
-
 /// The canonical `tags` value: `name=value` sorted by name, joined with `,`,
 /// `\` and `,` escaped in values.
 fn tags_key(tags: &[(String, String)]) -> String {
@@ -1236,15 +1203,6 @@ fn push_quoted(sql: &mut String, name: &str) {
         sql.push(c);
     }
     sql.push('"');
-}
-
-/// A name for a message: quoted, escaped, at most 64 characters.
-fn shown(s: &str) -> String {
-    let mut cut: String = s.chars().take(MAX_NAME).collect();
-    if cut.len() < s.len() {
-        cut.push('…');
-    }
-    format!("{cut:?}")
 }
 
 fn code(e: &rusqlite::Error) -> Option<ErrorCode> {

@@ -640,18 +640,11 @@ fn huge_integers_and_non_finite_floats() {
         .unwrap()
     };
     use rusqlite::types::Value as V;
-    assert_eq!(get("max"), ("real".into(), V::Real(u64::MAX as f64)));
+    // Above i64::MAX: saturated at i64::MAX, as QuestDB's LONG (the rules).
+    assert_eq!(get("max"), ("integer".into(), V::Integer(i64::MAX)));
     assert_eq!(get("i64"), ("integer".into(), V::Integer(i64::MAX)));
-    assert_eq!(get("over"), ("real".into(), V::Real(2f64.powi(63))));
+    assert_eq!(get("over"), ("integer".into(), V::Integer(i64::MAX)));
     assert_eq!(get("zero"), ("integer".into(), V::Integer(0)));
-    let text: String = conn
-        .query_row(
-            "SELECT counter_total FROM vmstat WHERE k = 'max'",
-            [],
-            |r| r.get::<_, f64>(0).map(|v| v.to_string()),
-        )
-        .unwrap();
-    assert_eq!(text, "18446744073709552000");
     assert_eq!(db.count("vmstat"), 4);
     let names: Vec<String> = db.columns("vmstat").into_iter().map(|(n, _)| n).collect();
     assert!(
@@ -988,11 +981,21 @@ fn schema_growth_is_bounded() {
     store
         .write(&[batch("n", 1, vec![cpu_row(ts, "0", 1.0, 1)])])
         .unwrap();
+    // Rows within the rules (at most 512 fields each) that together grow a
+    // table past its column limit.
     let names: Vec<String> = (0..MAX_COLUMNS).map(|i| format!("f{i}")).collect();
     let fields: Vec<(&str, Value)> = names.iter().map(|n| (n.as_str(), Value::Int(1))).collect();
+    let half = MAX_COLUMNS / 2;
     let message = rejected(store.write(&[
         batch("n", 2, vec![cpu_row(ts + 1, "0", 1.0, 1)]),
-        batch("n", 3, vec![row("wide", &[], ts, &fields)]),
+        batch(
+            "n",
+            3,
+            vec![
+                row("wide", &[], ts, &fields[..half]),
+                row("wide", &[], ts + 1, &fields[half..]),
+            ],
+        ),
     ]));
     assert!(message.contains("at most 1000"), "{message}");
     let tables: Vec<DecodedRow> = (0..MAX_TABLES)
