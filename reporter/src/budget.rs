@@ -116,6 +116,30 @@ impl MemoryBudget {
             .clone()
     }
 
+    /// A line for `/healthz`'s detail when the budget matters: nearly used up
+    /// (90 % or more), or streams refused since start (with the last reason).
+    /// `None` while neither is true.
+    pub fn health_note(&self) -> Option<String> {
+        let (used, limit) = (self.used(), self.limit);
+        let refused = self.refused(Purpose::Definitions) + self.refused(Purpose::Batch);
+        let nearly_full = limit > 0 && used.saturating_mul(10) >= limit.saturating_mul(9);
+        if !nearly_full && refused == 0 {
+            return None;
+        }
+        let mut note = format!(
+            "memory budget: {:.1} of {:.1} MiB used (--memory-budget)",
+            used as f64 / 1_048_576.0,
+            limit as f64 / 1_048_576.0
+        );
+        if refused > 0 {
+            note.push_str(&format!("; {refused} stream(s) refused since start"));
+            if let Some(last) = self.last_refusal() {
+                note.push_str(&format!(", last: {last}"));
+            }
+        }
+        Some(note)
+    }
+
     /// The budget as `Admin.Status` reports it.
     pub fn status(&self) -> pb::MemoryBudget {
         pb::MemoryBudget {
@@ -368,6 +392,27 @@ mod tests {
         drop(a);
         drop(b);
         assert_eq!(budget.used(), 0);
+    }
+
+    #[test]
+    fn health_detail_speaks_only_when_the_budget_is_nearly_used_or_has_refused() {
+        let budget = MemoryBudget::new(1000);
+        let low = budget.reserve(800, Purpose::Batch).unwrap();
+        assert_eq!(budget.health_note(), None, "80 % used and nothing refused");
+        let high = budget.reserve(150, Purpose::Batch).unwrap();
+        let note = budget.health_note().expect("95 % used");
+        assert!(
+            note.contains("--memory-budget") && !note.contains("refused"),
+            "{note}"
+        );
+        drop(high);
+        assert!(budget.reserve(300, Purpose::Definitions).is_err());
+        let note = budget.health_note().expect("a refusal since start");
+        assert!(
+            note.contains("1 stream(s) refused since start") && note.contains("last:"),
+            "{note}"
+        );
+        drop(low);
     }
 
     #[test]

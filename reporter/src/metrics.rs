@@ -224,6 +224,7 @@ impl Report for ReporterReport {
         self.questdb_schema
             .iter()
             .filter_map(|s| s.health_note())
+            .chain(self.shared.limits.memory.health_note())
             .collect()
     }
 

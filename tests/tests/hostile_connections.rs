@@ -451,6 +451,13 @@ fn streams_past_the_memory_budget_are_refused_while_a_normal_gatherer_is_acknowl
             && status.contains("memory budget is exhausted"),
         "{status}"
     );
+    // And in the health detail, while the reporter stays alive.
+    let (code, health) = http(admin, "GET", "/healthz", "").unwrap();
+    assert_eq!(code, 200, "{health}");
+    assert!(
+        health.contains("memory budget:") && health.contains("2 stream(s) refused since start"),
+        "{health}"
+    );
     // What the refused streams held came back: only the gatherer's few
     // definitions (and a batch in flight) remain charged.
     let used = metric(admin, "hostpulse_reporter_memory_budget_used_bytes").unwrap();
