@@ -7,6 +7,9 @@
 //! - [`collect`]: one module per metric family, and the [`collect::Collectors`]
 //!   that runs the selected ones each cycle.
 //! - [`json`]: the JSON-lines encoding of rows (serverless mode).
+//! - [`node_events`]: the gatherer's own events (`node_events` table: start,
+//!   stop, configuration applied, families, buffer spill and drops), each
+//!   with a text message.
 //! - [`agent`]: the gatherer's own health row (`hostpulse_self` table), and
 //!   [`metrics`]: the counters behind it and behind `/metrics` on the admin port.
 //! - [`cli`] and [`run`]: the command line and the serverless loop that ties
@@ -26,6 +29,7 @@ pub mod cli;
 pub mod collect;
 pub mod json;
 pub mod metrics;
+pub mod node_events;
 pub mod roots;
 pub mod row;
 pub mod run;

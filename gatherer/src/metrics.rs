@@ -40,6 +40,9 @@ pub struct Metrics {
     pub batches_dropped: Gauge,
     /// Stream attempts after the first.
     pub reconnects: Counter,
+    /// Text fields left out of batches sent to a reporter that does not
+    /// store text (one from before text values).
+    pub texts_not_sent: Counter,
     /// Attempts that failed before or after a Welcome.
     pub stream_failures: Counter,
     /// 1 while a stream is established.
@@ -102,7 +105,12 @@ impl Metrics {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        let counters: [(&str, &str, &Counter); 7] = [
+        let counters: [(&str, &str, &Counter); 8] = [
+            (
+                "hostpulse_gatherer_texts_not_sent_total",
+                "Text fields (node_events messages) left out of batches because the reporter does not store text (a version from before text values).",
+                &self.texts_not_sent,
+            ),
             (
                 "hostpulse_gatherer_cycles_total",
                 "Collection cycles completed.",

@@ -11,7 +11,22 @@
 //!         ints:  INT series values, in order         (varints)
 //!         milli: FLOAT series values * 1000, in order (zigzag varints)
 //!         wide:  floats beyond +-1e12, in order of use (milli holds i64::MIN)
+//!         texts: TEXT series values, in order: indices into Batch.strings
+//! Batch.strings: the batch's distinct text values, each once
 //! ```
+//!
+//! # Text values and older reporters
+//!
+//! A reporter announces in `Welcome.accepts_text` that it stores text. A
+//! reporter from before text values ends a stream on a series kind it does
+//! not know, so [`StreamSent::for_reporter`]`(false)` leaves text fields out
+//! of every wire batch and counts them ([`StreamSent::dropped_texts`]). The
+//! stored (complete) batches keep them: a resend to a newer reporter carries
+//! them. A new reporter decodes batches of old gatherers unchanged (no text
+//! series, no strings). Decoding bounds each text to
+//! [`crate::row::MAX_TEXT_BYTES`] and a batch's decoded text to
+//! [`MAX_BATCH_TEXT_BYTES`] (a string referenced many times must not
+//! multiply memory).
 //!
 //! A gatherer assigns ids in first-seen order and lists each row's fields
 //! together, so a cycle's ids are mostly consecutive (deltas of 1) and all
@@ -36,13 +51,17 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::pb;
-use crate::row::{MILLI_LIMIT, Row, Value};
+use crate::row::{MILLI_LIMIT, Row, Value, bound_text};
 
 /// Largest series id: a group's first id is a `sint32` difference from 0.
 pub const MAX_SERIES_ID: u32 = i32::MAX as u32;
 
 /// `milli` marker: the value is the next entry of `wide`.
 pub const WIDE_MARKER: i64 = i64::MIN;
+
+/// Most text bytes one decoded batch may hold (each reference to a string
+/// counts its length): 16 MiB, two thousand maximal texts.
+pub const MAX_BATCH_TEXT_BYTES: usize = 16 << 20;
 
 /// Why a batch could not be decoded. Every variant means the sender is broken
 /// or hostile; the reporter ends the stream with INVALID_ARGUMENT (or
@@ -90,6 +109,20 @@ pub enum CodecError {
     /// starting from 0, so such a series could never start a group.
     #[error("series id {0} is not below 2^31 (group ids are sint32 differences from 0)")]
     SeriesIdTooLarge(u32),
+    /// A group's text value points past the batch's strings.
+    #[error("group {group} refers to string {index}, but the batch has {len}")]
+    UnknownString {
+        /// The group.
+        group: usize,
+        /// The index.
+        index: u32,
+        /// Strings in the batch.
+        len: usize,
+    },
+    /// The batch's texts, counted once per reference, exceed
+    /// [`MAX_BATCH_TEXT_BYTES`].
+    #[error("the batch's text values exceed {MAX_BATCH_TEXT_BYTES} bytes")]
+    TooMuchText,
     /// The stream defined more row keys or series than the reporter allows.
     #[error("more than {0} definitions on one stream")]
     TooManyDefinitions(usize),
@@ -100,13 +133,15 @@ pub enum CodecError {
 enum Kind {
     Int,
     Float,
+    Text,
 }
 
 impl Kind {
-    fn of(v: Value) -> Kind {
+    fn of(v: &Value) -> Kind {
         match v {
             Value::Int(_) => Kind::Int,
             Value::Float(_) => Kind::Float,
+            Value::Text(_) => Kind::Text,
         }
     }
 
@@ -114,6 +149,7 @@ impl Kind {
         match self {
             Kind::Int => pb::ValueKind::Int as i32,
             Kind::Float => pb::ValueKind::Float as i32,
+            Kind::Text => pb::ValueKind::Text as i32,
         }
     }
 
@@ -121,14 +157,23 @@ impl Kind {
         match pb::ValueKind::try_from(v).ok()? {
             pb::ValueKind::Int => Some(Kind::Int),
             pb::ValueKind::Float => Some(Kind::Float),
+            pb::ValueKind::Text => Some(Kind::Text),
             pb::ValueKind::Unspecified => None,
+        }
+    }
+
+    fn slot(self) -> usize {
+        match self {
+            Kind::Int => 0,
+            Kind::Float => 1,
+            Kind::Text => 2,
         }
     }
 }
 
 /// Fields of one row key: field name -> series id per kind.
 #[derive(Default)]
-struct FieldIds(HashMap<Box<str>, [Option<u32>; 2]>);
+struct FieldIds(HashMap<Box<str>, [Option<u32>; 3]>);
 
 /// The gatherer's interning of row keys and series (ids never reused).
 #[derive(Default)]
@@ -184,10 +229,7 @@ impl Dictionary {
     }
 
     fn series_id(&mut self, row_key: u32, field: &str, kind: Kind) -> u32 {
-        let slot = match kind {
-            Kind::Int => 0,
-            Kind::Float => 1,
-        };
+        let slot = kind.slot();
         let fields = &mut self.fields[row_key as usize].0;
         if let Some(Some(id)) = fields.get(field).map(|ids| ids[slot]) {
             return id;
@@ -219,6 +261,7 @@ impl Dictionary {
         };
         let mut prev_ts = batch.base_ts;
         let mut prev_id: i64 = 0;
+        let mut strings: HashMap<&str, u32> = HashMap::new();
         for row in rows {
             if batch.groups.is_empty() || row.ts != prev_ts {
                 batch.groups.push(pb::Group {
@@ -234,14 +277,22 @@ impl Dictionary {
                 .map(|(k, v)| (*k, v.as_str()))
                 .chain(labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
             let key = self.row_key_id(row.table, tags);
-            for &(field, value) in &row.fields {
+            for (field, value) in &row.fields {
                 let id = self.series_id(key, field, Kind::of(value));
                 let group = batch.groups.last_mut().expect("a group was pushed above");
                 group.series_delta.push((i64::from(id) - prev_id) as i32);
                 prev_id = i64::from(id);
                 match value {
-                    Value::Int(v) => group.ints.push(v),
-                    Value::Float(v) => push_float(group, v),
+                    Value::Int(v) => group.ints.push(*v),
+                    Value::Float(v) => push_float(group, *v),
+                    Value::Text(t) => {
+                        let next = strings.len() as u32;
+                        let index = *strings.entry(t.as_str()).or_insert_with(|| {
+                            batch.strings.push(t.clone());
+                            next
+                        });
+                        group.texts.push(index);
+                    }
                 }
             }
         }
@@ -282,6 +333,7 @@ impl Dictionary {
         let mut out = pb::Batch {
             sequence: batch.sequence,
             base_ts: batch.base_ts,
+            strings: batch.strings.clone(),
             ..Default::default()
         };
         for (gi, group) in batch.groups.iter().enumerate() {
@@ -290,6 +342,7 @@ impl Dictionary {
                 ints: group.ints.clone(),
                 milli: group.milli.clone(),
                 wide: group.wide.clone(),
+                texts: group.texts.clone(),
                 ..Default::default()
             };
             let mut prev_old: i64 = 0;
@@ -340,21 +393,55 @@ fn series_ids(batch: &pb::Batch) -> impl Iterator<Item = u32> + '_ {
 }
 
 /// Which definitions the current stream has carried (gatherer side).
-#[derive(Default)]
 pub struct StreamSent {
     row_keys: Vec<bool>,
     series: Vec<bool>,
+    accepts_text: bool,
+    dropped_texts: u64,
+}
+
+impl Default for StreamSent {
+    fn default() -> Self {
+        StreamSent::for_reporter(true)
+    }
 }
 
 impl StreamSent {
-    /// A new stream: nothing carried yet.
+    /// A new stream to a reporter that stores text: nothing carried yet.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A new stream to a reporter whose Welcome said whether it stores text
+    /// (`Welcome.accepts_text`). Without it, wire batches leave text fields
+    /// out (counted in [`StreamSent::dropped_texts`]).
+    pub fn for_reporter(accepts_text: bool) -> Self {
+        StreamSent {
+            row_keys: Vec::new(),
+            series: Vec::new(),
+            accepts_text,
+            dropped_texts: 0,
+        }
+    }
+
+    /// Text values left out of this stream's batches because the reporter
+    /// does not store text.
+    pub fn dropped_texts(&self) -> u64 {
+        self.dropped_texts
     }
 
     /// `batch` (compact) plus the definitions this stream has not carried yet;
     /// they are then marked carried.
     pub fn wire_batch(&mut self, dict: &Dictionary, batch: &pb::Batch) -> pb::Batch {
+        if !self.accepts_text && !batch.strings.is_empty() {
+            let (stripped, dropped) = without_text(dict, batch);
+            self.dropped_texts += dropped;
+            return self.with_definitions(dict, &stripped);
+        }
+        self.with_definitions(dict, batch)
+    }
+
+    fn with_definitions(&mut self, dict: &Dictionary, batch: &pb::Batch) -> pb::Batch {
         let mut out = batch.clone();
         out.row_keys.clear();
         out.series.clear();
@@ -375,6 +462,41 @@ impl StreamSent {
         }
         out
     }
+}
+
+/// `batch` (compact) without its text values, and how many it had: what an
+/// older reporter can decode.
+fn without_text(dict: &Dictionary, batch: &pb::Batch) -> (pb::Batch, u64) {
+    let text_kind = Kind::Text.to_pb();
+    let mut dropped = 0;
+    let mut out = pb::Batch {
+        sequence: batch.sequence,
+        base_ts: batch.base_ts,
+        ..Default::default()
+    };
+    for group in &batch.groups {
+        let mut new = pb::Group {
+            ts_delta: group.ts_delta,
+            ints: group.ints.clone(),
+            milli: group.milli.clone(),
+            wide: group.wide.clone(),
+            ..Default::default()
+        };
+        let (mut prev_old, mut prev_new) = (0i64, 0i64);
+        for &delta in &group.series_delta {
+            let Some(id) = next_id(&mut prev_old, delta) else {
+                continue;
+            };
+            if dict.series.get(id as usize).is_some_and(|s| s.kind == text_kind) {
+                dropped += 1;
+                continue;
+            }
+            new.series_delta.push((i64::from(id) - prev_new) as i32);
+            prev_new = i64::from(id);
+        }
+        out.groups.push(new);
+    }
+    (out, dropped)
 }
 
 /// A row key as the reporter holds it.
@@ -519,13 +641,18 @@ impl StreamDefs {
         self.define(batch)?;
         let mut rows: Vec<DecodedRow> = Vec::new();
         let mut samples = 0;
+        let mut text_bytes = 0usize;
         let mut ts = batch.base_ts;
         for (gi, group) in batch.groups.iter().enumerate() {
             ts = ts
                 .checked_add(group.ts_delta)
                 .ok_or(CodecError::TimestampOverflow(gi))?;
-            let (mut ints, mut milli, mut wide) =
-                (group.ints.iter(), group.milli.iter(), group.wide.iter());
+            let (mut ints, mut milli, mut wide, mut texts) = (
+                group.ints.iter(),
+                group.milli.iter(),
+                group.wide.iter(),
+                group.texts.iter(),
+            );
             let mut prev = 0i64;
             let mut current: Option<u32> = None;
             for &delta in &group.series_delta {
@@ -539,6 +666,23 @@ impl StreamDefs {
                         }
                         m => Value::Float(m as f64 / 1000.0),
                     },
+                    Kind::Text => {
+                        let index = *texts.next().ok_or(CodecError::MissingValues(gi))?;
+                        let text = batch.strings.get(index as usize).ok_or(
+                            CodecError::UnknownString {
+                                group: gi,
+                                index,
+                                len: batch.strings.len(),
+                            },
+                        )?;
+                        text_bytes += text.len();
+                        if text_bytes > MAX_BATCH_TEXT_BYTES {
+                            return Err(CodecError::TooMuchText);
+                        }
+                        let mut text = text.clone();
+                        bound_text(&mut text);
+                        Value::Text(text)
+                    }
                 };
                 if current != Some(def.key_id) {
                     rows.push(DecodedRow {
@@ -553,7 +697,11 @@ impl StreamDefs {
                 }
                 samples += 1;
             }
-            if ints.next().is_some() || milli.next().is_some() || wide.next().is_some() {
+            if ints.next().is_some()
+                || milli.next().is_some()
+                || wide.next().is_some()
+                || texts.next().is_some()
+            {
                 return Err(CodecError::ExtraValues(gi));
             }
         }

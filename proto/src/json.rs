@@ -8,7 +8,12 @@
 //! Keys always appear in this order. `tags` holds the family's tags followed
 //! by the operator's static labels. Integer fields are written exactly; floats
 //! in Rust's shortest round-trip form; non-finite floats never reach here
-//! (see [`crate::row::Row::float`]).
+//! (see [`crate::row::Row::float`]); text fields as JSON strings, control
+//! characters escaped (`\n`, `\u0001`), so one row stays one line:
+//!
+//! ```text
+//! {"table":"node_events","ts":1732380000000000000,"node":"web-1","tags":{"event":"start"},"fields":{"message":"gatherer 0.1.0 started"}}
+//! ```
 
 use std::fmt::Write as _;
 
@@ -30,7 +35,7 @@ pub fn write_row(out: &mut String, row: &Row, ctx: &Context) {
         .iter()
         .map(|(k, v)| (*k, v.as_str()))
         .chain(ctx.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    let fields = row.fields.iter().map(|(k, v)| (*k, *v));
+    let fields = row.fields.iter().map(|(k, v)| (*k, v));
     write_parts(out, row.table, row.ts, &ctx.node, tags, fields);
 }
 
@@ -42,7 +47,7 @@ pub fn write_parts<'a>(
     ts: i64,
     node: &str,
     tags: impl Iterator<Item = (&'a str, &'a str)>,
-    fields: impl Iterator<Item = (&'a str, Value)>,
+    fields: impl Iterator<Item = (&'a str, &'a Value)>,
 ) {
     out.push_str("{\"table\":");
     write_str(out, table);
@@ -70,6 +75,10 @@ pub fn write_parts<'a>(
                 let _ = write!(out, "{v}");
             }
             Value::Float(_) => {}
+            Value::Text(t) => {
+                prefix(out, &mut first, name);
+                write_str(out, t);
+            }
         }
     }
     out.push_str("}}\n");
@@ -137,7 +146,28 @@ mod tests {
         assert_eq!(v["tags"]["mountpoint"], "/mnt/a \"b\"\\\u{1}\n");
     }
 
+    #[test]
+    fn text_fields_are_json_strings_on_one_line() {
+        let mut row = Row::new("node_events", 1).tag("event", "start");
+        row.text("message", "line one\nline \"two\"\u{1}");
+        let mut out = String::new();
+        write_row(&mut out, &row, &Context::default());
+        assert_eq!(out.matches('\n').count(), 1, "{out}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["fields"]["message"], "line one\nline \"two\"\u{1}");
+    }
+
     proptest::proptest! {
+        #[test]
+        fn any_text_is_valid_json(text in ".*") {
+            let mut row = Row::new("t", 1);
+            row.text("m", text.clone());
+            let mut out = String::new();
+            write_row(&mut out, &row, &Context::default());
+            let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+            proptest::prop_assert_eq!(v["fields"]["m"].as_str().unwrap(), text.as_str());
+        }
+
         #[test]
         fn any_row_is_valid_json(tag in ".*", node in ".*", value in proptest::num::f64::ANY, n in proptest::num::u64::ANY) {
             let mut row = Row::new("t", -5).tag("k", tag.clone());

@@ -16,7 +16,8 @@
 //! - [`patterns`]: comma-separated glob lists (device and mount excludes,
 //!   the reporter's per-node configuration rules).
 //! - [`backoff`]: exponential backoff with jitter (reconnections, store retries).
-//! - [`FAMILIES`]: the metric families a gatherer can run.
+//! - [`FAMILIES`]: the metric families a gatherer can run;
+//!   [`NODE_EVENTS_TABLE`]: the table of its own events (text messages).
 //! - [`FILE_DESCRIPTOR_SET`]: the compiled .proto, for server reflection.
 
 #![forbid(unsafe_code)]
@@ -40,6 +41,12 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 
 /// The protocol version defined by this crate's .proto.
 pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The table of the gatherer's own events (start, stop, configuration
+/// applied, family disabled or enabled, buffer spill and drops): tag `event`,
+/// text field `message`. Every gatherer fills it; it is not a family one
+/// enables.
+pub const NODE_EVENTS_TABLE: &str = "node_events";
 
 /// The metric families a gatherer can run (its `--collectors` names, which are
 /// also table names), in output order. The reporter validates pushed

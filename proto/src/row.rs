@@ -9,28 +9,77 @@
 //! the wire (floats travel as integer thousandths, see [`crate::codec`]) and
 //! the database all hold the same number. Three decimals keep a percentage to
 //! 0.001 points and a rate to 0.001 per second.
+//!
+//! Text values are bounded: at most [`MAX_TEXT_BYTES`] (8 KiB) of UTF-8. A
+//! longer text is cut at a character boundary and ends with the marker
+//! `…[truncated N bytes]` (N: the bytes cut), never refused
+//! ([`bound_text`]). Control characters are kept (JSON escapes them, the
+//! databases store them as they are).
 
-/// A numeric field value.
+/// A field value.
 ///
 /// Counters stay integers so that a 64-bit kernel counter survives exactly
-/// (an `f64` loses precision above 2^53); gauges, rates and percentages are floats.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// (an `f64` loses precision above 2^53); gauges, rates and percentages are
+/// floats; events carry text.
+#[derive(Debug, Clone, PartialEq)]
 pub enum Value {
     /// An exact unsigned integer: counters, byte sizes, counts.
     Int(u64),
     /// A float: rates, percentages, seconds, temperatures. Non-finite values are
     /// dropped by the encoders, since neither JSON nor line protocol carries them.
     Float(f64),
+    /// Text of at most [`MAX_TEXT_BYTES`] bytes (see [`bound_text`]): event
+    /// messages. Metric-only stores (VictoriaMetrics) skip and count it.
+    Text(String),
 }
 
 impl Value {
-    /// The value as a float, for arithmetic and for sinks that only take doubles.
-    pub fn as_f64(self) -> f64 {
+    /// The value as a float, for arithmetic (NaN for text, which
+    /// [`Value::number`] tells apart).
+    pub fn as_f64(&self) -> f64 {
+        self.number().unwrap_or(f64::NAN)
+    }
+
+    /// The value as a float, for stores that only take doubles; `None` for
+    /// text.
+    pub fn number(&self) -> Option<f64> {
         match self {
-            Value::Int(v) => v as f64,
-            Value::Float(v) => v,
+            Value::Int(v) => Some(*v as f64),
+            Value::Float(v) => Some(*v),
+            Value::Text(_) => None,
         }
     }
+
+    /// The text, for a text value.
+    pub fn as_text(&self) -> Option<&str> {
+        match self {
+            Value::Text(t) => Some(t),
+            _ => None,
+        }
+    }
+}
+
+/// Longest text value kept, in bytes (8 KiB, marker included).
+pub const MAX_TEXT_BYTES: usize = 8 * 1024;
+
+/// Cuts `text` to at most [`MAX_TEXT_BYTES`] bytes: a longer text keeps its
+/// start (cut at a character boundary) followed by `…[truncated N bytes]`,
+/// N being the number of original bytes left out. Returns whether it cut.
+pub fn bound_text(text: &mut String) -> bool {
+    if text.len() <= MAX_TEXT_BYTES {
+        return false;
+    }
+    // The marker's length depends on N; N's digits never exceed 20, so room
+    // for the longest marker keeps the result within the bound.
+    let room = MAX_TEXT_BYTES - "…[truncated 18446744073709551615 bytes]".len();
+    let mut cut = room;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let dropped = text.len() - cut;
+    text.truncate(cut);
+    text.push_str(&format!("…[truncated {dropped} bytes]"));
+    true
 }
 
 /// One row of one table.
@@ -91,6 +140,13 @@ impl Row {
         }
     }
 
+    /// Adds a text field, cut to [`MAX_TEXT_BYTES`] (see [`bound_text`]).
+    pub fn text(&mut self, name: &'static str, value: impl Into<String>) {
+        let mut value = value.into();
+        bound_text(&mut value);
+        self.fields.push((name, Value::Text(value)));
+    }
+
     /// Adds an integer field when the kernel provided it.
     pub fn int_opt(&mut self, name: &'static str, value: Option<u64>) {
         if let Some(v) = value {
@@ -110,7 +166,7 @@ impl Row {
         self.fields
             .iter()
             .find(|(n, _)| *n == name)
-            .map(|(_, v)| *v)
+            .map(|(_, v)| v.clone())
     }
 
     /// The value of a tag, if present.
@@ -158,5 +214,39 @@ mod tests {
         row.float("b", 1e17);
         assert_eq!(row.field("a"), Some(Value::Float(12.346)));
         assert_eq!(row.field("b"), Some(Value::Float(1e17)));
+    }
+
+    #[test]
+    fn long_texts_are_cut_with_a_marker_never_refused() {
+        let mut row = Row::new("node_events", 1);
+        row.text("message", "é".repeat(MAX_TEXT_BYTES));
+        let Some(Value::Text(t)) = row.field("message") else {
+            panic!("a text field")
+        };
+        assert!(t.len() <= MAX_TEXT_BYTES, "{}", t.len());
+        let kept = t.find('…').unwrap();
+        let dropped = 2 * MAX_TEXT_BYTES - kept;
+        assert!(t.ends_with(&format!("…[truncated {dropped} bytes]")), "{}", &t[kept..]);
+        let mut short = "line\nwith\u{1}control".to_string();
+        assert!(!bound_text(&mut short));
+        let mut exact = "x".repeat(MAX_TEXT_BYTES);
+        assert!(!bound_text(&mut exact));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn bounded_texts_fit_and_keep_their_start(s in "\\PC{0,40}", n in 0usize..20_000) {
+            let mut t = s.repeat(n / s.len().max(1));
+            let before = t.clone();
+            bound_text(&mut t);
+            proptest::prop_assert!(t.len() <= MAX_TEXT_BYTES);
+            if before.len() > MAX_TEXT_BYTES {
+                let at = t.rfind("…[truncated ").unwrap();
+                proptest::prop_assert!(before.starts_with(&t[..at]));
+                proptest::prop_assert_eq!(&t[at..], format!("…[truncated {} bytes]", before.len() - at));
+            } else {
+                proptest::prop_assert_eq!(t, before);
+            }
+        }
     }
 }

@@ -19,6 +19,7 @@
 //! | tag values | any UTF-8 | control characters are written as `\ooo` (octal, as `/proc/mounts` does) and the value is cut to [`MAX_TAG_VALUE_BYTES`] bytes |
 //! | integer values | `0..=u64::MAX` on the wire | above `i64::MAX` stored as `i64::MAX` (a saturated counter): both databases hold signed 64-bit integers |
 //! | float values | finite | NaN and ±Inf refused |
+//! | text values | any UTF-8, control characters included (JSON lines escape them; the databases store them as they are) | cut to [`crate::row::MAX_TEXT_BYTES`] (8 KiB) ending `…[truncated N bytes]` ([`crate::row::bound_text`]); VictoriaMetrics skips them (counted) |
 //!
 //! Names are compared ignoring ASCII case because SQLite column names are
 //! case-insensitive. The reserved names are the columns the stores set

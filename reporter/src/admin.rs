@@ -4,7 +4,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use hostpulse_proto::pb;
-use hostpulse_proto::row::Value;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -71,7 +70,12 @@ impl pb::admin_server::Admin for AdminService {
                             fields: row
                                 .fields
                                 .iter()
-                                .map(|(k, v)| (k.to_string(), value_f64(*v)))
+                                .filter_map(|(k, v)| Some((k.to_string(), v.number()?)))
+                                .collect(),
+                            texts: row
+                                .fields
+                                .iter()
+                                .filter_map(|(k, v)| Some((k.to_string(), v.as_text()?.to_string())))
                                 .collect(),
                         }),
                         missed: std::mem::take(&mut missed),
@@ -114,8 +118,4 @@ impl pb::admin_server::Admin for AdminService {
             loaded_ms: config.loaded_ms,
         }))
     }
-}
-
-fn value_f64(v: Value) -> f64 {
-    v.as_f64()
 }

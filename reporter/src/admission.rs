@@ -78,7 +78,10 @@ pub fn parse_custom_tables(list: &str) -> Result<CustomTables, String> {
     let mut out = Vec::new();
     for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         rules::check_table(name).map_err(|e| e.to_string())?;
-        if name == SELF_TABLE || hostpulse_proto::FAMILIES.contains(&name) {
+        if name == SELF_TABLE
+            || name == hostpulse_proto::NODE_EVENTS_TABLE
+            || hostpulse_proto::FAMILIES.contains(&name)
+        {
             return Err(format!(
                 "{name:?} is a hostpulse table already; list only custom ones"
             ));
@@ -126,6 +129,7 @@ impl Admission {
             .map(|t| t.to_string())
             .collect();
         tables.insert(SELF_TABLE.to_string());
+        tables.insert(hostpulse_proto::NODE_EVENTS_TABLE.to_string());
         tables.extend(options.custom_tables.iter().cloned());
         Admission {
             tables,
@@ -201,7 +205,7 @@ impl Admission {
                 "table",
                 format!(
                     "table {} is not accepted here: gatherers may write the hostpulse families, \
-                     {SELF_TABLE} (component=gatherer) and the reporter's --custom-tables ({custom})",
+                     node_events, {SELF_TABLE} (component=gatherer) and the reporter's --custom-tables ({custom})",
                     shown(table)
                 ),
             ));

@@ -209,6 +209,7 @@ impl Session {
             protocol_version: PROTOCOL_VERSION,
             reporter_id: self.shared.reporter_id.clone(),
             config: Some(sent_config.clone()),
+            accepts_text: true,
         };
         if self
             .send(reporter_message::Message::Welcome(welcome))

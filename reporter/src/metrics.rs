@@ -215,6 +215,7 @@ impl Report for ReporterReport {
         if let Some(spool) = &self.shared.spool {
             spool.write_metrics(page);
         }
+        crate::store::skipped_text::write_metrics(page);
         if let Some(schema) = &self.questdb_schema {
             schema.write_metrics(page);
         }

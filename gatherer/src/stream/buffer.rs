@@ -80,6 +80,8 @@ pub struct Buffer {
     next_sequence: u64,
     acked: u64,
     dropped: u64,
+    /// Batches spilled to the disk tier since start (node_events).
+    spilled: u64,
     memory: VecDeque<Entry>,
     memory_bytes: u64,
     disk: Option<Disk>,
@@ -95,6 +97,7 @@ impl Buffer {
             next_sequence: 1,
             acked: 0,
             dropped: 0,
+            spilled: 0,
             memory: VecDeque::new(),
             memory_bytes: 0,
             disk: None,
@@ -256,6 +259,7 @@ impl Buffer {
                     .push_back((entry.sequence, position, stored.len() as u64));
                 self.memory_bytes -= entry.bytes;
                 self.memory.pop_front();
+                self.spilled += 1;
                 true
             }
             Err(e) => {
@@ -373,6 +377,11 @@ impl Buffer {
                 .disk
                 .as_ref()
                 .map_or(0, |d| d.index.iter().map(|(.., b)| b).sum::<u64>())
+    }
+
+    /// Batches written to the disk tier since start.
+    pub fn spilled(&self) -> u64 {
+        self.spilled
     }
 
     /// Batches dropped since start because the buffer was full.

@@ -36,6 +36,7 @@ use tokio::sync::{Notify, watch};
 use tokio::time::MissedTickBehavior;
 
 use crate::collect::{Collectors, Family, Settings};
+use crate::node_events::NodeEvents;
 use crate::run::collect_cycle;
 use buffer::Buffer;
 use targets::Target;
@@ -126,6 +127,17 @@ pub async fn run(
             drain(&buffer, DRAIN_TIMEOUT * 2, Some(&mut shutdown)).await;
         }
         _ = shutdown.changed() => {
+            // The stop event: delivered by the drain if the stream still
+            // works, else kept on disk with the rest.
+            let mut events = NodeEvents::new();
+            let mut rows = Vec::new();
+            {
+                let mut b = buffer.lock();
+                events.stopping(b.len());
+                events.take(&mut rows);
+                b.push(&rows, &options.labels);
+            }
+            buffer.pushed.notify_one();
             drain(&buffer, DRAIN_TIMEOUT, None).await;
         }
     }
@@ -187,10 +199,19 @@ async fn collect_loop(
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut rows = Vec::new();
     let mut cycles = 0u64;
+    let mut events = NodeEvents::new();
+    events.started(&collectors.families(), interval, buffer.lock().len());
+    let mut generation = 0u64;
     loop {
         tokio::select! {
             _ = ticker.tick() => {
                 collect_cycle(&mut collectors, &mut rows);
+                events.observe_families(&collectors);
+                {
+                    let b = buffer.lock();
+                    events.observe_buffer(b.spilled(), b.dropped(), b.len());
+                }
+                events.take(&mut rows);
                 let seq = {
                     let mut b = buffer.lock();
                     let seq = b.push(&rows, &options.labels);
@@ -228,7 +249,14 @@ async fn collect_loop(
                         }
                     }
                 };
+                let before = collectors.families();
                 collectors.select(&families, &settings);
+                // Welcome repeats the configuration at every reconnection:
+                // an event only when it is a new generation.
+                if c.generation != generation {
+                    generation = c.generation;
+                    events.config_applied(c.generation, interval, &before, &collectors.families());
+                }
                 tracing::info!(
                     generation = c.generation, ?interval,
                     collectors = %families.iter().map(|f| f.name()).collect::<Vec<_>>().join(","),

@@ -184,10 +184,13 @@ async fn attempt(
     crate::metrics::metrics().connected.set(1);
     tracing::info!(reporter = %welcome.reporter_id, %addr, host = %target.host, "streaming to reporter");
 
-    let mut sent = StreamSent::new();
+    // A reporter from before text values ends the stream on a text series:
+    // leave text fields out for it (counted, logged once per stream).
+    let mut sent = StreamSent::for_reporter(welcome.accepts_text);
     // Sequence, when it was written, its samples: for the ack metrics.
     let mut in_flight: VecDeque<(u64, std::time::Instant, u64)> = VecDeque::new();
     let mut last_sent = buffer.lock().acked();
+    let mut texts_counted = 0u64;
     let established = |reason: String| Outcome::Failed {
         established: true,
         reason,
@@ -204,6 +207,17 @@ async fn attempt(
             let Some((seq, wire, samples)) = next else {
                 break;
             };
+            let not_sent = sent.dropped_texts() - texts_counted;
+            if not_sent > 0 {
+                if texts_counted == 0 {
+                    tracing::warn!(
+                        reporter = %welcome.reporter_id,
+                        "this reporter does not store text values (an older version): text fields (node_events messages) are left out of its batches; upgrade it to keep them"
+                    );
+                }
+                texts_counted += not_sent;
+                crate::metrics::metrics().texts_not_sent.add(not_sent);
+            }
             if tx
                 .send(message(gatherer_message::Message::Batch(wire)))
                 .await

@@ -45,7 +45,7 @@ fn flat_rows(rows: &[Row], labels: &[(String, String)]) -> Flat {
                 .map(|(k, v)| (k.to_string(), v.clone()))
                 .collect();
             tags.extend(labels.iter().cloned());
-            let fields = r.fields.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+            let fields = r.fields.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
             (r.table.to_string(), r.ts, tags, fields)
         })
         .collect()
@@ -55,7 +55,7 @@ fn flat_decoded(b: &DecodedBatch) -> Flat {
     b.rows
         .iter()
         .map(|r| {
-            let fields = r.fields.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+            let fields = r.fields.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
             (r.key.table.clone(), r.ts, r.key.tags.clone(), fields)
         })
         .collect()
@@ -236,6 +236,9 @@ fn arb_value() -> impl Strategy<Value = Value> {
         any::<u64>().prop_map(Value::Int),
         (-1e15f64..1e15).prop_map(|v| Value::Float(crate::row::round_milli(v))),
         prop_oneof![Just(1e16), Just(-3.5e18), Just(f64::MAX)].prop_map(Value::Float),
+        // Few distinct texts, so batches repeat them; control characters too.
+        prop_oneof![Just(String::new()), "[a-c\n\u{1}é]{0,3}".prop_map(String::from)]
+            .prop_map(Value::Text),
     ]
 }
 
@@ -296,6 +299,7 @@ proptest! {
         base in any::<i64>(),
         ts_delta in any::<i64>(),
         kind in any::<i32>(),
+        texts in proptest::collection::vec(0u32..3, 0..5),
     ) {
         let b = pb::Batch {
             sequence: 1,
@@ -305,8 +309,225 @@ proptest! {
                 pb::Series { id: 0, row_key: 0, field: "f".into(), kind },
                 pb::Series { id: 1, row_key: 0, field: "g".into(), kind: 2 },
             ],
-            groups: vec![pb::Group { ts_delta, series_delta: deltas, ints, milli, wide: vec![] }],
+            groups: vec![pb::Group { ts_delta, series_delta: deltas, ints, milli, wide: vec![], texts }],
+            strings: vec!["x".into()],
         };
         let _ = StreamDefs::new(1000).decode(&b);
+    }
+}
+
+/// The text fields of `rows`, and the rows without them (what a reporter
+/// that does not store text receives).
+fn without_texts(rows: &[Row]) -> (usize, Vec<Row>) {
+    let mut n = 0;
+    let numeric = rows
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            let before = r.fields.len();
+            r.fields.retain(|(_, v)| v.as_text().is_none());
+            n += before - r.fields.len();
+            r
+        })
+        .collect();
+    (n, numeric)
+}
+
+fn event(ts: i64, kind: &str, message: &str) -> Row {
+    let mut row = Row::new("node_events", ts).tag("event", kind);
+    row.text("message", message);
+    row.int("sequence", 7);
+    row
+}
+
+#[test]
+fn texts_travel_once_per_batch_and_decode_bounded() {
+    let mut dict = Dictionary::new();
+    let rows = vec![
+        event(1, "start", "gatherer started"),
+        event(1, "spill", "same words"),
+        event(2, "drop", "same words"),
+    ];
+    let b = dict.encode(1, &rows, &[]);
+    assert_eq!(b.strings, vec!["gatherer started", "same words"], "each text once per batch");
+    let decoded = StreamDefs::new(100)
+        .decode(&StreamSent::new().wire_batch(&dict, &b))
+        .unwrap();
+    assert_eq!(samples(flat_decoded(&decoded)), samples(flat_rows(&rows, &[])));
+
+    // A hostile sender's text over the bound is cut, never refused.
+    let mut long = b.clone();
+    long.strings[1] = "x".repeat(crate::row::MAX_TEXT_BYTES + 10);
+    let decoded = StreamDefs::new(100)
+        .decode(&dict.complete(&long))
+        .unwrap();
+    let Value::Text(t) = &decoded.rows[1].fields[0].1 else {
+        panic!("a text")
+    };
+    assert!(t.len() <= crate::row::MAX_TEXT_BYTES && t.contains("…[truncated "), "{}", t.len());
+}
+
+#[test]
+fn hostile_text_references_are_refused() {
+    let mut dict = Dictionary::new();
+    let compact = dict.encode(1, &[event(1, "start", "hi")], &[]);
+    let b = dict.complete(&compact);
+    let mut bad = b.clone();
+    bad.groups[0].texts[0] = 5;
+    assert_eq!(
+        StreamDefs::new(100).decode(&bad).unwrap_err(),
+        CodecError::UnknownString { group: 0, index: 5, len: 1 }
+    );
+    let mut missing = b.clone();
+    missing.groups[0].texts.clear();
+    assert_eq!(StreamDefs::new(100).decode(&missing).unwrap_err(), CodecError::MissingValues(0));
+    let mut extra = b.clone();
+    extra.groups[0].texts.push(0);
+    assert_eq!(StreamDefs::new(100).decode(&extra).unwrap_err(), CodecError::ExtraValues(0));
+    // One 8 KiB string referenced thousands of times must not multiply memory.
+    let mut amplified = b.clone();
+    amplified.strings[0] = "x".repeat(crate::row::MAX_TEXT_BYTES);
+    let text_series = amplified.series.iter().find(|s| s.kind == 3).unwrap().id;
+    let int_series = amplified.series.iter().find(|s| s.kind == 1).unwrap().id;
+    let group = &mut amplified.groups[0];
+    group.series_delta.clear();
+    group.ints.clear();
+    group.texts.clear();
+    let mut prev = 0i64;
+    for _ in 0..(MAX_BATCH_TEXT_BYTES / crate::row::MAX_TEXT_BYTES + 1) {
+        group.series_delta.push((i64::from(text_series) - prev) as i32);
+        group.series_delta.push((i64::from(int_series) - i64::from(text_series)) as i32);
+        prev = i64::from(int_series);
+        group.texts.push(0);
+        group.ints.push(1);
+    }
+    assert_eq!(StreamDefs::new(100).decode(&amplified).unwrap_err(), CodecError::TooMuchText);
+}
+
+#[test]
+fn a_reporter_without_text_gets_the_numbers_and_the_gatherer_counts_the_rest() {
+    let mut dict = Dictionary::new();
+    let mut rows = cycle(1, 2.0, 3);
+    rows.push(event(1, "start", "gatherer started"));
+    let mut only_text = Row::new("node_events", 1).tag("event", "stop");
+    only_text.text("message", "bye");
+    rows.push(only_text);
+    let b = dict.encode(1, &rows, &[]);
+    let mut old = StreamSent::for_reporter(false);
+    let wire = old.wire_batch(&dict, &b);
+    assert_eq!(old.dropped_texts(), 2);
+    // What a reporter from before text values understands: kinds 1 and 2,
+    // no strings, no texts (unknown fields would be skipped, an unknown
+    // kind ends the stream).
+    assert!(wire.series.iter().all(|s| s.kind == 1 || s.kind == 2), "{:?}", wire.series);
+    assert!(wire.strings.is_empty() && wire.groups.iter().all(|g| g.texts.is_empty()));
+    let decoded = StreamDefs::new(100).decode(&wire).unwrap();
+    let (dropped, numeric) = without_texts(&rows);
+    assert_eq!(dropped, 2);
+    assert_eq!(samples(flat_decoded(&decoded)), samples(flat_rows(&numeric, &[])));
+    // The batch kept on disk still has its texts, for a newer reporter.
+    let kept = dict.complete(&b);
+    let decoded = StreamDefs::new(100).decode(&kept).unwrap();
+    assert_eq!(samples(flat_decoded(&decoded)), samples(flat_rows(&rows, &[])));
+}
+
+/// The `Batch` and `Group` of hostpulse.proto before text values (fields 1-5):
+/// what an old gatherer encodes.
+mod old_wire {
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Batch {
+        #[prost(uint64, tag = "1")]
+        pub sequence: u64,
+        #[prost(message, repeated, tag = "2")]
+        pub row_keys: Vec<crate::pb::RowKey>,
+        #[prost(message, repeated, tag = "3")]
+        pub series: Vec<crate::pb::Series>,
+        #[prost(message, repeated, tag = "4")]
+        pub groups: Vec<Group>,
+        #[prost(sfixed64, tag = "5")]
+        pub base_ts: i64,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Group {
+        #[prost(sint64, tag = "1")]
+        pub ts_delta: i64,
+        #[prost(sint32, repeated, tag = "2")]
+        pub series_delta: Vec<i32>,
+        #[prost(uint64, repeated, tag = "3")]
+        pub ints: Vec<u64>,
+        #[prost(sint64, repeated, tag = "4")]
+        pub milli: Vec<i64>,
+        #[prost(double, repeated, tag = "5")]
+        pub wide: Vec<f64>,
+    }
+}
+
+#[test]
+fn old_encodings_interoperate_both_ways() {
+    use prost::Message as _;
+    let mut dict = Dictionary::new();
+    let rows = cycle(1, 2.0, 3);
+    let compact = dict.encode(1, &rows, &[]);
+    let new = dict.complete(&compact);
+    // Old gatherer -> new reporter: the old bytes decode unchanged.
+    let old = old_wire::Batch {
+        sequence: 1,
+        row_keys: new.row_keys.clone(),
+        series: new.series.clone(),
+        groups: new
+            .groups
+            .iter()
+            .map(|g| old_wire::Group {
+                ts_delta: g.ts_delta,
+                series_delta: g.series_delta.clone(),
+                ints: g.ints.clone(),
+                milli: g.milli.clone(),
+                wide: g.wide.clone(),
+            })
+            .collect(),
+        base_ts: new.base_ts,
+    };
+    let as_new = pb::Batch::decode(old.encode_to_vec().as_slice()).unwrap();
+    let decoded = StreamDefs::new(100).decode(&as_new).unwrap();
+    assert_eq!(samples(flat_decoded(&decoded)), samples(flat_rows(&rows, &[])));
+    // New gatherer without text -> old reporter: the bytes read as the old
+    // message, nothing left over.
+    let mut text_rows = rows.clone();
+    text_rows.push(event(1, "start", "hi"));
+    let b = dict.encode(2, &text_rows, &[]);
+    let wire = StreamSent::for_reporter(false).wire_batch(&dict, &b);
+    let bytes = wire.encode_to_vec();
+    let read_old = old_wire::Batch::decode(bytes.as_slice()).unwrap();
+    assert_eq!(read_old.encode_to_vec(), bytes, "no field an old reporter would not know");
+}
+
+proptest! {
+    #[test]
+    fn without_text_a_stream_carries_exactly_the_numbers(batches in proptest::collection::vec(arb_rows(), 1..4)) {
+        let mut dict = Dictionary::new();
+        let mut sent = StreamSent::for_reporter(false);
+        let mut defs = StreamDefs::new(100_000);
+        let mut dropped = 0;
+        for (i, rows) in batches.iter().enumerate() {
+            let b = dict.encode(i as u64 + 1, rows, &[]);
+            let decoded = defs.decode(&sent.wire_batch(&dict, &b)).unwrap();
+            let (n, numeric) = without_texts(rows);
+            dropped += n as u64;
+            prop_assert_eq!(samples(flat_decoded(&decoded)), samples(flat_rows(&numeric, &[])));
+        }
+        prop_assert_eq!(sent.dropped_texts(), dropped);
+    }
+
+    #[test]
+    fn adopted_batches_keep_their_texts(rows in arb_rows()) {
+        let mut old = Dictionary::new();
+        let compact = old.encode(1, &rows, &[]);
+        let complete = old.complete(&compact);
+        let mut new = Dictionary::new();
+        new.encode(1, &cycle(1, 1.0, 1), &[]);
+        let adopted = new.adopt(&complete).unwrap();
+        let decoded = StreamDefs::new(100_000).decode(&new.complete(&adopted)).unwrap();
+        prop_assert_eq!(samples(flat_decoded(&decoded)), samples(flat_rows(&rows, &[])));
     }
 }

@@ -346,7 +346,7 @@ impl Drainer {
         for b in batches {
             for row in &b.decoded.rows {
                 let tags = row.key.tags.iter().map(|(k, v)| (k.as_str(), v.as_str()));
-                let fields = row.fields.iter().map(|(k, v)| (k.as_ref(), *v));
+                let fields = row.fields.iter().map(|(k, v)| (k.as_ref(), v));
                 hostpulse_proto::json::write_parts(
                     &mut text,
                     &row.key.table,

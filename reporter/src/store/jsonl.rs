@@ -54,7 +54,7 @@ impl Store for JsonlStore {
         for batch in batches {
             for row in &batch.decoded.rows {
                 let tags = row.key.tags.iter().map(|(k, v)| (k.as_str(), v.as_str()));
-                let fields = row.fields.iter().map(|(k, v)| (k.as_ref(), *v));
+                let fields = row.fields.iter().map(|(k, v)| (k.as_ref(), v));
                 hostpulse_proto::json::write_parts(
                     &mut self.text,
                     &row.key.table,

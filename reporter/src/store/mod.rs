@@ -15,7 +15,9 @@
 //!
 //! Row model: each row has a table (one per family), `ts` (Unix ns), the
 //! `node`, string tags (the family's tags, then the gatherer's labels) and
-//! numeric fields (integers exact, floats with three decimals).
+//! fields: integers exact, floats with three decimals, text (at most 8 KiB).
+//! Stores that hold only numbers leave text fields out and count them
+//! ([`skipped_text`]); that never fails a batch.
 
 use std::sync::Arc;
 
@@ -24,6 +26,7 @@ use crate::sink::AcceptedBatch;
 pub mod jsonl;
 pub mod questdb;
 pub mod questdb_schema;
+pub mod skipped_text;
 pub mod sqlite;
 
 /// Why a store did not take batches.

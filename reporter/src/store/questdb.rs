@@ -58,7 +58,8 @@
 //!
 //! Row `table` → table; the batch's `node` and every tag (the family's, then
 //! the operator's labels) → SYMBOL columns, `node` first; [`Value::Int`] →
-//! ILP integer (QuestDB LONG); [`Value::Float`] → ILP double (DOUBLE); the
+//! ILP integer (QuestDB LONG); [`Value::Float`] → ILP double (DOUBLE);
+//! [`Value::Text`] → ILP string (QuestDB VARCHAR; tags stay SYMBOL); the
 //! row's `ts` (Unix ns) → the designated timestamp. Details:
 //!
 //! - LONG is signed: an integer above `i64::MAX` (2^63-1) is **clamped** to
@@ -71,6 +72,12 @@
 //!   every hostpulse encoder does; a row left with no field is not sent.
 //! - A tag with an empty value is left out (NULL), as VictoriaMetrics and
 //!   InfluxDB treat empty labels.
+//! - Text fields go only to QuestDB. With [`QuestDbStore::skip_text`]
+//!   (the reporter sets it with `--questdb-schema off`, i.e. for ILP servers
+//!   other than QuestDB: VictoriaMetrics stores a string as 0) they are left
+//!   out, counted in `hostpulse_reporter_store_skipped_text_fields_total`
+//!   ([`super::skipped_text`]), and a row left with no field is not sent:
+//!   never a failed batch.
 //! - QuestDB keeps microseconds: the nanoseconds below are truncated by the
 //!   server.
 //!
@@ -972,6 +979,7 @@ pub struct QuestDbStore {
     max_buf_size: usize,
     transport: Transport,
     buf: Buffer,
+    skip_text: bool,
 }
 
 impl fmt::Debug for QuestDbStore {
@@ -1022,7 +1030,15 @@ impl QuestDbStore {
             ),
             transport,
             endpoint,
+            skip_text: false,
         })
+    }
+
+    /// Leaves text fields out of every row, counting them (a metric-only ILP
+    /// server such as VictoriaMetrics).
+    pub fn skip_text(mut self) -> Self {
+        self.skip_text = true;
+        self
     }
 
     /// `scheme://host:port`, for logs.
@@ -1123,7 +1139,7 @@ fn internal(e: questdb::Error) -> StoreError {
 /// back). A row without a finite field is not written.
 fn push_row(buf: &mut Buffer, (node, row): RowRef<'_>) -> Result<(), StoreError> {
     buf.set_marker().map_err(internal)?;
-    if !row.fields.iter().any(|(_, v)| sendable(*v)) {
+    if !row.fields.iter().any(|(_, v)| sendable(v)) {
         return Ok(());
     }
     let result = (|| -> questdb::Result<()> {
@@ -1138,14 +1154,17 @@ fn push_row(buf: &mut Buffer, (node, row): RowRef<'_>) -> Result<(), StoreError>
             if row.fields[i + 1..].iter().any(|(later, _)| later == name) {
                 continue;
             }
-            match *value {
+            match value {
                 Value::Int(v) => {
-                    buf.column_i64(&**name, i64::try_from(v).unwrap_or(i64::MAX))?;
+                    buf.column_i64(&**name, i64::try_from(*v).unwrap_or(i64::MAX))?;
                 }
                 Value::Float(v) if v.is_finite() => {
-                    buf.column_f64(&**name, v)?;
+                    buf.column_f64(&**name, *v)?;
                 }
                 Value::Float(_) => {}
+                Value::Text(t) => {
+                    buf.column_str(&**name, t)?;
+                }
             }
         }
         buf.at(TimestampNanos::new(row.ts))
@@ -1157,9 +1176,9 @@ fn push_row(buf: &mut Buffer, (node, row): RowRef<'_>) -> Result<(), StoreError>
     })
 }
 
-fn sendable(v: Value) -> bool {
+fn sendable(v: &Value) -> bool {
     match v {
-        Value::Int(_) => true,
+        Value::Int(_) | Value::Text(_) => true,
         Value::Float(f) => f.is_finite(),
     }
 }
@@ -1212,8 +1231,18 @@ impl Store for QuestDbStore {
 
     fn write(&mut self, batches: &[Arc<AcceptedBatch>]) -> Result<(), StoreError> {
         let mut rows: Vec<RowRef<'_>> = Vec::new();
+        // Rows with their text fields left out, when text is skipped.
+        let mut numeric: Vec<(&str, DecodedRow)> = Vec::new();
+        let mut skipped = 0u64;
         for batch in batches {
             for row in &batch.decoded.rows {
+                if self.skip_text && row.fields.iter().any(|(_, v)| v.as_text().is_some()) {
+                    let mut kept = row.clone();
+                    kept.fields.retain(|(_, v)| v.as_text().is_none());
+                    skipped += (row.fields.len() - kept.fields.len()) as u64;
+                    numeric.push((&batch.node, kept));
+                    continue;
+                }
                 check_row(&batch.node, row, self.max_name_len).map_err(|why| {
                     StoreError::Rejected(format!(
                         "batch {} of node {}: {why}",
@@ -1223,10 +1252,18 @@ impl Store for QuestDbStore {
                 rows.push((&batch.node, row));
             }
         }
+        for (node, row) in &numeric {
+            check_row(node, row, self.max_name_len).map_err(StoreError::Rejected)?;
+            rows.push((node, row));
+        }
         if rows.is_empty() {
+            super::skipped_text::count(self.name(), skipped);
             return Ok(());
         }
         let result = self.send_rows(&rows);
+        if result.is_ok() {
+            super::skipped_text::count(self.name(), skipped);
+        }
         if self.buf.capacity() > KEEP_BUFFER_BYTES.max(self.init_buf_size) {
             self.buf = Buffer::with_init_capacity_and_max_name_len(
                 self.protocol_version,

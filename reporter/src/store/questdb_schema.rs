@@ -603,7 +603,9 @@ impl SchemaWatch {
 pub fn open(conf: &str, mode: SchemaMode) -> Result<(Box<dyn Store>, Option<SchemaWatch>), String> {
     let store = QuestDbStore::new(conf).map_err(|e| format!("--questdb: {e}"))?;
     if mode == SchemaMode::Off {
-        return Ok((Box::new(store), None));
+        // No QuestDB schema: an ILP server other than QuestDB, which cannot
+        // store text (VictoriaMetrics writes a string as 0).
+        return Ok((Box::new(store.skip_text()), None));
     }
     let catalog = SqlCatalog::new(conf).map_err(|e| {
         format!(

@@ -69,6 +69,11 @@
 //!   value anyway (an integer in a `REAL` column becomes a double; a float
 //!   with a fraction in an `INTEGER` column stays `REAL`), so numeric queries
 //!   keep working.
+//! - Text fields (`Value::Text`, event messages, at most 8 KiB) are `TEXT`
+//!   columns, stored as they are (control characters included). A `TEXT`
+//!   column takes tags and text fields alike; a text value for a numeric
+//!   column (or a number for a text column) is refused (the rejected-rows
+//!   file keeps the row).
 //!
 //! # Idempotency
 //!
@@ -322,6 +327,9 @@ enum ColumnKind {
     Int,
     /// `REAL`: a float field.
     Float,
+    /// `TEXT`: a text field (read back from the database as [`ColumnKind::Tag`],
+    /// the same declared type: a text field and a tag may share a column).
+    Text,
     /// Anything else: a column the store did not make.
     Other,
 }
@@ -329,7 +337,7 @@ enum ColumnKind {
 impl ColumnKind {
     fn sql_type(self) -> &'static str {
         match self {
-            ColumnKind::Tag => "TEXT",
+            ColumnKind::Tag | ColumnKind::Text => "TEXT",
             ColumnKind::Int => "INTEGER",
             ColumnKind::Float => "REAL",
             ColumnKind::Key | ColumnKind::Other => "",
@@ -344,7 +352,8 @@ impl ColumnKind {
         match self {
             ColumnKind::Key => "a key column",
             ColumnKind::Tag => "a tag column",
-            ColumnKind::Int | ColumnKind::Float => "a field column",
+            ColumnKind::Int | ColumnKind::Float => "a numeric field column",
+            ColumnKind::Text => "a text column",
             ColumnKind::Other => "a column hostpulse did not create",
         }
     }
@@ -362,9 +371,10 @@ struct TableSchema {
 
 /// A field value as it is bound.
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Num {
+enum Num<'a> {
     Int(i64),
     Real(f64),
+    Text(&'a str),
 }
 
 /// A checked row, ready to bind.
@@ -375,7 +385,7 @@ struct Prepared<'a> {
     tags: &'a [(String, String)],
     tags_key: String,
     /// Deduplicated (last value wins), non-finite floats left out.
-    fields: Vec<(&'a str, ColumnKind, Num)>,
+    fields: Vec<(&'a str, ColumnKind, Num<'a>)>,
 }
 
 /// Why a transaction failed.
@@ -915,7 +925,10 @@ impl Plan {
                         .or_default()
                         .insert(lower.into_owned(), wanted);
                 }
-                Some(have) if have == wanted || (have.is_field() && wanted.is_field()) => {}
+                Some(have)
+                    if have == wanted
+                        || (have.is_field() && wanted.is_field())
+                        || (have.sql_type() == "TEXT" && wanted.sql_type() == "TEXT") => {}
                 Some(have) => {
                     let role = if wanted == ColumnKind::Tag {
                         "tag"
@@ -1009,6 +1022,7 @@ fn write_transaction(
                 match *value {
                     Num::Int(v) => stmt.raw_bind_parameter(i, v)?,
                     Num::Real(v) => stmt.raw_bind_parameter(i, v)?,
+                    Num::Text(v) => stmt.raw_bind_parameter(i, v)?,
                 }
                 i += 1;
             }
@@ -1106,13 +1120,14 @@ fn prepare_row<'a>(node: &'a str, row: &'a DecodedRow) -> Result<Option<Prepared
             ));
         }
     }
-    let mut fields: Vec<(&'a str, ColumnKind, Num)> = Vec::with_capacity(row.fields.len());
+    let mut fields: Vec<(&'a str, ColumnKind, Num<'a>)> = Vec::with_capacity(row.fields.len());
     for (name, value) in &row.fields {
         let name: &'a str = name;
-        let field = match *value {
-            Value::Int(v) => Some((name, ColumnKind::Int, Num::Int(rules::int_value(v)))),
-            Value::Float(v) if v.is_finite() => Some((name, ColumnKind::Float, Num::Real(v))),
+        let field = match value {
+            Value::Int(v) => Some((name, ColumnKind::Int, Num::Int(rules::int_value(*v)))),
+            Value::Float(v) if v.is_finite() => Some((name, ColumnKind::Float, Num::Real(*v))),
             Value::Float(_) => None,
+            Value::Text(t) => Some((name, ColumnKind::Text, Num::Text(t.as_str()))),
         };
         match names.entry(lowercase(name)) {
             Entry::Vacant(slot) => {
