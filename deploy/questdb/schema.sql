@@ -502,3 +502,25 @@ CREATE TABLE IF NOT EXISTS "node_info" (
     carrier LONG
 ) TIMESTAMP(ts) PARTITION BY MONTH TTL 2 YEARS WAL
 DEDUP UPSERT KEYS(ts, node, interface);
+
+-- node_events: what happened to each gatherer, with a human message (the
+-- gatherer's `node_events` module documents every event). `event` is the
+-- kind (start, stop, config, family_enabled, family_disabled, spill, drop):
+-- few values, so a SYMBOL; `message` is text (at most 8 KiB, longer is cut
+-- with `…[truncated N bytes]`), so a VARCHAR. Numbers where one says more
+-- than the message: `batches` (unacknowledged at start/stop, spilled or
+-- dropped so far), `generation` and `interval_seconds` (configuration
+-- applied). Kept two years, like node_info. Each event has its own instant (at least 1 µs apart), so the key
+-- (ts, node, event) never merges two events.
+--
+--   SELECT ts, event, message FROM node_events WHERE node = 'web-1' ORDER BY ts DESC LIMIT 50;
+CREATE TABLE IF NOT EXISTS "node_events" (
+    ts TIMESTAMP,
+    node SYMBOL CAPACITY 4096,
+    event SYMBOL,
+    message VARCHAR,
+    batches LONG,
+    generation LONG,
+    interval_seconds DOUBLE
+) TIMESTAMP(ts) PARTITION BY MONTH TTL 2 YEARS WAL
+DEDUP UPSERT KEYS(ts, node, event);

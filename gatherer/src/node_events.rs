@@ -232,7 +232,10 @@ mod tests {
         let Some(Value::Text(m)) = rows[1].field("message") else {
             panic!()
         };
-        assert!(m.contains("generation 4") && m.contains("cpu,memory"), "{m}");
+        assert!(
+            m.contains("generation 4") && m.contains("cpu,memory"),
+            "{m}"
+        );
         e.pending = rows;
         assert_eq!(
             kinds(&mut e),

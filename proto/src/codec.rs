@@ -487,7 +487,11 @@ fn without_text(dict: &Dictionary, batch: &pb::Batch) -> (pb::Batch, u64) {
             let Some(id) = next_id(&mut prev_old, delta) else {
                 continue;
             };
-            if dict.series.get(id as usize).is_some_and(|s| s.kind == text_kind) {
+            if dict
+                .series
+                .get(id as usize)
+                .is_some_and(|s| s.kind == text_kind)
+            {
                 dropped += 1;
                 continue;
             }
@@ -658,32 +662,33 @@ impl StreamDefs {
             for &delta in &group.series_delta {
                 let id = next_id(&mut prev, delta).ok_or(CodecError::IdOutOfRange(gi))?;
                 let def = self.series.get(&id).ok_or(CodecError::UnknownSeries(id))?;
-                let value = match def.kind {
-                    Kind::Int => Value::Int(*ints.next().ok_or(CodecError::MissingValues(gi))?),
-                    Kind::Float => match *milli.next().ok_or(CodecError::MissingValues(gi))? {
-                        WIDE_MARKER => {
-                            Value::Float(*wide.next().ok_or(CodecError::MissingValues(gi))?)
+                let value =
+                    match def.kind {
+                        Kind::Int => Value::Int(*ints.next().ok_or(CodecError::MissingValues(gi))?),
+                        Kind::Float => match *milli.next().ok_or(CodecError::MissingValues(gi))? {
+                            WIDE_MARKER => {
+                                Value::Float(*wide.next().ok_or(CodecError::MissingValues(gi))?)
+                            }
+                            m => Value::Float(m as f64 / 1000.0),
+                        },
+                        Kind::Text => {
+                            let index = *texts.next().ok_or(CodecError::MissingValues(gi))?;
+                            let text = batch.strings.get(index as usize).ok_or(
+                                CodecError::UnknownString {
+                                    group: gi,
+                                    index,
+                                    len: batch.strings.len(),
+                                },
+                            )?;
+                            text_bytes += text.len();
+                            if text_bytes > MAX_BATCH_TEXT_BYTES {
+                                return Err(CodecError::TooMuchText);
+                            }
+                            let mut text = text.clone();
+                            bound_text(&mut text);
+                            Value::Text(text)
                         }
-                        m => Value::Float(m as f64 / 1000.0),
-                    },
-                    Kind::Text => {
-                        let index = *texts.next().ok_or(CodecError::MissingValues(gi))?;
-                        let text = batch.strings.get(index as usize).ok_or(
-                            CodecError::UnknownString {
-                                group: gi,
-                                index,
-                                len: batch.strings.len(),
-                            },
-                        )?;
-                        text_bytes += text.len();
-                        if text_bytes > MAX_BATCH_TEXT_BYTES {
-                            return Err(CodecError::TooMuchText);
-                        }
-                        let mut text = text.clone();
-                        bound_text(&mut text);
-                        Value::Text(text)
-                    }
-                };
+                    };
                 if current != Some(def.key_id) {
                     rows.push(DecodedRow {
                         key: Arc::clone(&def.key),

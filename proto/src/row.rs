@@ -226,7 +226,11 @@ mod tests {
         assert!(t.len() <= MAX_TEXT_BYTES, "{}", t.len());
         let kept = t.find('…').unwrap();
         let dropped = 2 * MAX_TEXT_BYTES - kept;
-        assert!(t.ends_with(&format!("…[truncated {dropped} bytes]")), "{}", &t[kept..]);
+        assert!(
+            t.ends_with(&format!("…[truncated {dropped} bytes]")),
+            "{}",
+            &t[kept..]
+        );
         let mut short = "line\nwith\u{1}control".to_string();
         assert!(!bound_text(&mut short));
         let mut exact = "x".repeat(MAX_TEXT_BYTES);

@@ -370,11 +370,11 @@ impl Workload {
         let one = &batches[0].decoded.rows;
         let rows_per_batch = one
             .iter()
-            .filter(|r| r.fields.iter().any(|(_, v)| sendable(*v)))
+            .filter(|r| r.fields.iter().any(|(_, v)| sendable(v)))
             .count() as u64;
         let samples_per_batch = one
             .iter()
-            .map(|r| r.fields.iter().filter(|(_, v)| sendable(*v)).count())
+            .map(|r| r.fields.iter().filter(|(_, v)| sendable(v)).count())
             .sum::<usize>() as u64;
         Workload {
             nodes,
@@ -439,9 +439,9 @@ impl Workload {
     }
 }
 
-fn sendable(v: Value) -> bool {
+fn sendable(v: &Value) -> bool {
     match v {
-        Value::Int(_) => true,
+        Value::Int(_) | Value::Text(_) => true,
         Value::Float(f) => f.is_finite(),
     }
 }
@@ -1240,7 +1240,7 @@ fn drain_direct(args: &Args, work: &Workload) -> DrainRun {
 /// The row as `QuestDbStore` writes it (node symbol first, empty tags left
 /// out, integers clamped to i64, non-finite floats left out).
 fn push_row(buf: &mut Buffer, node: &str, row: &DecodedRow) -> questdb::Result<()> {
-    if !row.fields.iter().any(|(_, v)| sendable(*v)) {
+    if !row.fields.iter().any(|(_, v)| sendable(v)) {
         return Ok(());
     }
     buf.table(row.key.table.as_str())?.symbol("node", node)?;
@@ -1250,14 +1250,17 @@ fn push_row(buf: &mut Buffer, node: &str, row: &DecodedRow) -> questdb::Result<(
         }
     }
     for (name, value) in &row.fields {
-        match *value {
+        match value {
             Value::Int(v) => {
-                buf.column_i64(&**name, i64::try_from(v).unwrap_or(i64::MAX))?;
+                buf.column_i64(&**name, i64::try_from(*v).unwrap_or(i64::MAX))?;
             }
             Value::Float(v) if v.is_finite() => {
-                buf.column_f64(&**name, v)?;
+                buf.column_f64(&**name, *v)?;
             }
             Value::Float(_) => {}
+            Value::Text(t) => {
+                buf.column_str(&**name, t)?;
+            }
         }
     }
     buf.at(TimestampNanos::new(row.ts))

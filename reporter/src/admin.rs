@@ -75,7 +75,9 @@ impl pb::admin_server::Admin for AdminService {
                             texts: row
                                 .fields
                                 .iter()
-                                .filter_map(|(k, v)| Some((k.to_string(), v.as_text()?.to_string())))
+                                .filter_map(|(k, v)| {
+                                    Some((k.to_string(), v.as_text()?.to_string()))
+                                })
                                 .collect(),
                         }),
                         missed: std::mem::take(&mut missed),

@@ -39,6 +39,24 @@ fn rows_of(tree: &Path) -> Vec<Row> {
         0,
         &collectors,
     ));
+    rows.extend(every_node_event());
+    rows
+}
+
+/// One row of every `node_events` event.
+fn every_node_event() -> Vec<Row> {
+    use gatherer::node_events::NodeEvents;
+    let mut events = NodeEvents::new();
+    events.started(&Family::ALL, Duration::from_secs(10), 2);
+    events.config_applied(3, Duration::from_secs(5), &Family::ALL, &Family::ALL[1..]);
+    events.config_applied(4, Duration::from_secs(5), &Family::ALL[1..], &Family::ALL);
+    events.observe_buffer(1, 1, 3);
+    events.stopping(1);
+    let mut rows = Vec::new();
+    events.take(&mut rows);
+    let kinds: std::collections::BTreeSet<_> =
+        rows.iter().filter_map(|r| r.tag_value("event")).collect();
+    assert_eq!(kinds.len(), 7, "every event kind: {kinds:?}");
     rows
 }
 
@@ -77,6 +95,7 @@ fn every_table_and_field_the_gatherer_fills_is_in_the_schema_with_its_type() {
                 let want = match value {
                     Value::Int(_) => "LONG",
                     Value::Float(_) => "DOUBLE",
+                    Value::Text(_) => "VARCHAR",
                 };
                 assert_eq!(
                     columns.get(*field).map(String::as_str),
@@ -97,4 +116,5 @@ fn every_table_and_field_the_gatherer_fills_is_in_the_schema_with_its_type() {
         );
     }
     assert!(seen.contains_key("hostpulse_self"));
+    assert!(seen.contains_key(hostpulse_proto::NODE_EVENTS_TABLE));
 }

@@ -249,7 +249,10 @@ fn row(table: &str, tags: &[(&str, &str)], ts: i64, fields: &[(&str, Value)]) ->
                 .collect(),
         }),
         ts,
-        fields: fields.iter().map(|(k, v)| (Arc::from(*k), *v)).collect(),
+        fields: fields
+            .iter()
+            .map(|(k, v)| (Arc::from(*k), v.clone()))
+            .collect(),
     }
 }
 

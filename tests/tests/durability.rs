@@ -40,7 +40,9 @@ fn record(n: u64) -> Vec<u8> {
             ints: vec![n],
             milli: vec![],
             wide: vec![],
+            texts: vec![],
         }],
+        strings: vec![],
     };
     pb::SpooledBatch {
         node: "spooled".into(),

@@ -403,6 +403,7 @@ fn batch(series: u32, samples: usize) -> Vec<u8> {
             ..Default::default()
         }],
         base_ts: 1_700_000_000_000_000_000,
+        ..Default::default()
     }))
 }
 

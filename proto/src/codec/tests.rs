@@ -45,7 +45,11 @@ fn flat_rows(rows: &[Row], labels: &[(String, String)]) -> Flat {
                 .map(|(k, v)| (k.to_string(), v.clone()))
                 .collect();
             tags.extend(labels.iter().cloned());
-            let fields = r.fields.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+            let fields = r
+                .fields
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect();
             (r.table.to_string(), r.ts, tags, fields)
         })
         .collect()
@@ -55,7 +59,11 @@ fn flat_decoded(b: &DecodedBatch) -> Flat {
     b.rows
         .iter()
         .map(|r| {
-            let fields = r.fields.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+            let fields = r
+                .fields
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect();
             (r.key.table.clone(), r.ts, r.key.tags.clone(), fields)
         })
         .collect()
@@ -237,8 +245,11 @@ fn arb_value() -> impl Strategy<Value = Value> {
         (-1e15f64..1e15).prop_map(|v| Value::Float(crate::row::round_milli(v))),
         prop_oneof![Just(1e16), Just(-3.5e18), Just(f64::MAX)].prop_map(Value::Float),
         // Few distinct texts, so batches repeat them; control characters too.
-        prop_oneof![Just(String::new()), "[a-c\n\u{1}é]{0,3}".prop_map(String::from)]
-            .prop_map(Value::Text),
+        prop_oneof![
+            Just(String::new()),
+            "[a-c\n\u{1}é]{0,3}".prop_map(String::from)
+        ]
+        .prop_map(Value::Text),
     ]
 }
 
@@ -349,22 +360,31 @@ fn texts_travel_once_per_batch_and_decode_bounded() {
         event(2, "drop", "same words"),
     ];
     let b = dict.encode(1, &rows, &[]);
-    assert_eq!(b.strings, vec!["gatherer started", "same words"], "each text once per batch");
+    assert_eq!(
+        b.strings,
+        vec!["gatherer started", "same words"],
+        "each text once per batch"
+    );
     let decoded = StreamDefs::new(100)
         .decode(&StreamSent::new().wire_batch(&dict, &b))
         .unwrap();
-    assert_eq!(samples(flat_decoded(&decoded)), samples(flat_rows(&rows, &[])));
+    assert_eq!(
+        samples(flat_decoded(&decoded)),
+        samples(flat_rows(&rows, &[]))
+    );
 
     // A hostile sender's text over the bound is cut, never refused.
     let mut long = b.clone();
     long.strings[1] = "x".repeat(crate::row::MAX_TEXT_BYTES + 10);
-    let decoded = StreamDefs::new(100)
-        .decode(&dict.complete(&long))
-        .unwrap();
+    let decoded = StreamDefs::new(100).decode(&dict.complete(&long)).unwrap();
     let Value::Text(t) = &decoded.rows[1].fields[0].1 else {
         panic!("a text")
     };
-    assert!(t.len() <= crate::row::MAX_TEXT_BYTES && t.contains("…[truncated "), "{}", t.len());
+    assert!(
+        t.len() <= crate::row::MAX_TEXT_BYTES && t.contains("…[truncated "),
+        "{}",
+        t.len()
+    );
 }
 
 #[test]
@@ -376,14 +396,24 @@ fn hostile_text_references_are_refused() {
     bad.groups[0].texts[0] = 5;
     assert_eq!(
         StreamDefs::new(100).decode(&bad).unwrap_err(),
-        CodecError::UnknownString { group: 0, index: 5, len: 1 }
+        CodecError::UnknownString {
+            group: 0,
+            index: 5,
+            len: 1
+        }
     );
     let mut missing = b.clone();
     missing.groups[0].texts.clear();
-    assert_eq!(StreamDefs::new(100).decode(&missing).unwrap_err(), CodecError::MissingValues(0));
+    assert_eq!(
+        StreamDefs::new(100).decode(&missing).unwrap_err(),
+        CodecError::MissingValues(0)
+    );
     let mut extra = b.clone();
     extra.groups[0].texts.push(0);
-    assert_eq!(StreamDefs::new(100).decode(&extra).unwrap_err(), CodecError::ExtraValues(0));
+    assert_eq!(
+        StreamDefs::new(100).decode(&extra).unwrap_err(),
+        CodecError::ExtraValues(0)
+    );
     // One 8 KiB string referenced thousands of times must not multiply memory.
     let mut amplified = b.clone();
     amplified.strings[0] = "x".repeat(crate::row::MAX_TEXT_BYTES);
@@ -395,13 +425,20 @@ fn hostile_text_references_are_refused() {
     group.texts.clear();
     let mut prev = 0i64;
     for _ in 0..(MAX_BATCH_TEXT_BYTES / crate::row::MAX_TEXT_BYTES + 1) {
-        group.series_delta.push((i64::from(text_series) - prev) as i32);
-        group.series_delta.push((i64::from(int_series) - i64::from(text_series)) as i32);
+        group
+            .series_delta
+            .push((i64::from(text_series) - prev) as i32);
+        group
+            .series_delta
+            .push((i64::from(int_series) - i64::from(text_series)) as i32);
         prev = i64::from(int_series);
         group.texts.push(0);
         group.ints.push(1);
     }
-    assert_eq!(StreamDefs::new(100).decode(&amplified).unwrap_err(), CodecError::TooMuchText);
+    assert_eq!(
+        StreamDefs::new(100).decode(&amplified).unwrap_err(),
+        CodecError::TooMuchText
+    );
 }
 
 #[test]
@@ -419,47 +456,57 @@ fn a_reporter_without_text_gets_the_numbers_and_the_gatherer_counts_the_rest() {
     // What a reporter from before text values understands: kinds 1 and 2,
     // no strings, no texts (unknown fields would be skipped, an unknown
     // kind ends the stream).
-    assert!(wire.series.iter().all(|s| s.kind == 1 || s.kind == 2), "{:?}", wire.series);
+    assert!(
+        wire.series.iter().all(|s| s.kind == 1 || s.kind == 2),
+        "{:?}",
+        wire.series
+    );
     assert!(wire.strings.is_empty() && wire.groups.iter().all(|g| g.texts.is_empty()));
     let decoded = StreamDefs::new(100).decode(&wire).unwrap();
     let (dropped, numeric) = without_texts(&rows);
     assert_eq!(dropped, 2);
-    assert_eq!(samples(flat_decoded(&decoded)), samples(flat_rows(&numeric, &[])));
+    assert_eq!(
+        samples(flat_decoded(&decoded)),
+        samples(flat_rows(&numeric, &[]))
+    );
     // The batch kept on disk still has its texts, for a newer reporter.
     let kept = dict.complete(&b);
     let decoded = StreamDefs::new(100).decode(&kept).unwrap();
-    assert_eq!(samples(flat_decoded(&decoded)), samples(flat_rows(&rows, &[])));
+    assert_eq!(
+        samples(flat_decoded(&decoded)),
+        samples(flat_rows(&rows, &[]))
+    );
 }
 
 /// The `Batch` and `Group` of hostpulse.proto before text values (fields 1-5):
 /// what an old gatherer encodes.
 mod old_wire {
     #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Batch {
+    pub(super) struct Batch {
         #[prost(uint64, tag = "1")]
-        pub sequence: u64,
+        pub(super) sequence: u64,
         #[prost(message, repeated, tag = "2")]
-        pub row_keys: Vec<crate::pb::RowKey>,
+        pub(super) row_keys: Vec<crate::pb::RowKey>,
         #[prost(message, repeated, tag = "3")]
-        pub series: Vec<crate::pb::Series>,
+        pub(super) series: Vec<crate::pb::Series>,
         #[prost(message, repeated, tag = "4")]
-        pub groups: Vec<Group>,
+        pub(super) groups: Vec<Group>,
         #[prost(sfixed64, tag = "5")]
-        pub base_ts: i64,
+        pub(super) base_ts: i64,
     }
 
     #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Group {
+    pub(super) struct Group {
         #[prost(sint64, tag = "1")]
-        pub ts_delta: i64,
+        pub(super) ts_delta: i64,
         #[prost(sint32, repeated, tag = "2")]
-        pub series_delta: Vec<i32>,
+        pub(super) series_delta: Vec<i32>,
         #[prost(uint64, repeated, tag = "3")]
-        pub ints: Vec<u64>,
+        pub(super) ints: Vec<u64>,
         #[prost(sint64, repeated, tag = "4")]
-        pub milli: Vec<i64>,
+        pub(super) milli: Vec<i64>,
         #[prost(double, repeated, tag = "5")]
-        pub wide: Vec<f64>,
+        pub(super) wide: Vec<f64>,
     }
 }
 
@@ -490,7 +537,10 @@ fn old_encodings_interoperate_both_ways() {
     };
     let as_new = pb::Batch::decode(old.encode_to_vec().as_slice()).unwrap();
     let decoded = StreamDefs::new(100).decode(&as_new).unwrap();
-    assert_eq!(samples(flat_decoded(&decoded)), samples(flat_rows(&rows, &[])));
+    assert_eq!(
+        samples(flat_decoded(&decoded)),
+        samples(flat_rows(&rows, &[]))
+    );
     // New gatherer without text -> old reporter: the bytes read as the old
     // message, nothing left over.
     let mut text_rows = rows.clone();
@@ -499,7 +549,11 @@ fn old_encodings_interoperate_both_ways() {
     let wire = StreamSent::for_reporter(false).wire_batch(&dict, &b);
     let bytes = wire.encode_to_vec();
     let read_old = old_wire::Batch::decode(bytes.as_slice()).unwrap();
-    assert_eq!(read_old.encode_to_vec(), bytes, "no field an old reporter would not know");
+    assert_eq!(
+        read_old.encode_to_vec(),
+        bytes,
+        "no field an old reporter would not know"
+    );
 }
 
 proptest! {

@@ -1591,7 +1591,14 @@ error in line 1: table: cpu, column: usage_percent; cast error from protocol typ
             || column.ends_with("_seconds_total")
             || (column.ends_with("_seconds") && column != "boot_time_seconds")
             || matches!(column, "load1" | "load5" | "load15");
-        if float { "DOUBLE" } else { "LONG" }
+        if column == "message" {
+            // node_events' text.
+            "VARCHAR"
+        } else if float {
+            "DOUBLE"
+        } else {
+            "LONG"
+        }
     }
 
     #[test]
@@ -1625,7 +1632,7 @@ error in line 1: table: cpu, column: usage_percent; cast error from protocol typ
             let clauses = &tail[..keys_at];
             assert!(
                 clauses == ") TIMESTAMP(ts) PARTITION BY DAY TTL 30 DAYS WAL"
-                    || (table == "\"node_info\""
+                    || ((table == "\"node_info\"" || table == "\"node_events\"")
                         && clauses == ") TIMESTAMP(ts) PARTITION BY MONTH TTL 2 YEARS WAL"),
                 "{table}: {clauses}"
             );
@@ -1664,6 +1671,7 @@ error in line 1: table: cpu, column: usage_percent; cast error from protocol typ
                 "memory",
                 "netstat",
                 "network",
+                "node_events",
                 "node_info",
                 "pressure",
                 "processes",

@@ -40,7 +40,7 @@ fn table<'a>(tables: &'a mut [ObservedTable], name: &str) -> &'a mut ObservedTab
 #[test]
 fn the_schema_defines_every_table_with_ts_and_dedup_keys_from_ts_and_node() {
     let tables = expected();
-    assert_eq!(tables.len(), 15);
+    assert_eq!(tables.len(), 16);
     for t in &tables {
         assert_eq!(
             t.columns[0],

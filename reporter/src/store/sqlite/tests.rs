@@ -24,7 +24,10 @@ fn row(table: &str, tags: &[(&str, &str)], ts: i64, fields: &[(&str, Value)]) ->
                 .collect(),
         }),
         ts,
-        fields: fields.iter().map(|(n, v)| (Arc::from(*n), *v)).collect(),
+        fields: fields
+            .iter()
+            .map(|(n, v)| (Arc::from(*n), v.clone()))
+            .collect(),
     }
 }
 
@@ -1079,4 +1082,46 @@ fn open_errors_are_reported_not_panics() {
         .unwrap();
     store.maintain().unwrap();
     assert_eq!(store.last_prune().deleted, 1);
+}
+
+#[test]
+fn text_fields_are_text_columns_kept_exactly() {
+    let db = Db::new();
+    let mut store = db.open();
+    let message = "line one\nline \"two\"\u{1} é";
+    let ts = now_ns();
+    let event = row(
+        "node_events",
+        &[("event", "start")],
+        ts,
+        &[
+            ("message", Value::Text(message.into())),
+            ("batches", Value::Int(2)),
+        ],
+    );
+    store
+        .write(&[batch("web-1", 1, vec![event.clone()])])
+        .unwrap();
+    // A replay changes nothing.
+    store.write(&[batch("web-1", 1, vec![event])]).unwrap();
+    let (kind, got, batches): (String, String, i64) = db
+        .sql()
+        .query_row(
+            "SELECT typeof(message), message, batches FROM node_events",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!((kind.as_str(), got.as_str(), batches), ("text", message, 2));
+    assert_eq!(db.count("node_events"), 1);
+    // A text value for a numeric column is refused (the drainer keeps the
+    // row in its rejected-rows file), not stored as something else.
+    let clash = row(
+        "node_events",
+        &[("event", "stop")],
+        ts + 1,
+        &[("batches", Value::Text("many".into()))],
+    );
+    let err = store.write(&[batch("web-1", 2, vec![clash])]).unwrap_err();
+    assert!(matches!(err, StoreError::Rejected(_)), "{err:?}");
 }
