@@ -128,8 +128,8 @@ impl Rows {
                     .as_object()
                     .unwrap()
                     .values()
-                    .all(Value::is_number),
-                "{line}"
+                    .all(|f| f.is_number() || f.is_string()),
+                "fields are numbers or text: {line}"
             );
             rows.push(v);
         }
