@@ -205,7 +205,7 @@ impl Admission {
                 "table",
                 format!(
                     "table {} is not accepted here: gatherers may write the hostpulse families, \
-                     node_events, {SELF_TABLE} (component=gatherer) and the reporter's --custom-tables ({custom})",
+                     {SELF_TABLE} (component=gatherer) and the reporter's --custom-tables ({custom})",
                     shown(table)
                 ),
             ));

@@ -541,3 +541,49 @@ fn a_new_reporter_stores_a_previous_release_gatherers_batches_unchanged() {
     });
     assert!(reporter.stop().success());
 }
+
+#[test]
+fn a_stop_event_without_a_reporter_waits_in_the_disk_buffer_and_arrives_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let db = dir.path().join("hostpulse.db");
+    // No reporter yet: every batch goes to the disk buffer.
+    let g = gatherer(port, "offline", dir.path(), &[]);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(g.stop().success());
+
+    let mut args = s(&["--listen", &format!("127.0.0.1:{port}"), "--sqlite"]);
+    args.push(db.display().to_string());
+    args.push("--spool-dir".into());
+    args.push(dir.path().join("spool").display().to_string());
+    let reporter = Daemon::start("reporter", &args, dir.path());
+    wait_listening(port);
+    let g = gatherer(port, "offline", dir.path(), &[]);
+    let events = "SELECT group_concat(event || ': ' || message, ' | ') \
+                  FROM (SELECT * FROM node_events WHERE node = 'offline' ORDER BY ts)";
+    let query = "SELECT count(*) FROM node_events WHERE node = 'offline' AND message LIKE '%stopping on a signal%'";
+    wait_for(
+        Duration::from_secs(30),
+        "the first run's stop event",
+        || try_sqlite(&db, query).as_deref() == Some("1"),
+    );
+    let starts = try_sqlite(
+        &db,
+        "SELECT count(*), sum(batches > 0) FROM node_events WHERE node = 'offline' \
+         AND message LIKE '%started (pid%'",
+    );
+    assert_eq!(
+        starts.as_deref(),
+        Some("2|1"),
+        "two starts, the second finding the first run's batches: {:?}",
+        try_sqlite(&db, events)
+    );
+    let spill = "SELECT count(*) FROM node_events WHERE node = 'offline' AND message LIKE 'buffer spilling to disk%'";
+    assert!(
+        try_sqlite(&db, spill).is_some_and(|n| n != "0"),
+        "{:?}",
+        try_sqlite(&db, events)
+    );
+    assert!(g.stop().success());
+    assert!(reporter.stop().success());
+}
