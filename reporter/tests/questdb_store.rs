@@ -1010,7 +1010,7 @@ fn apply_schema_sends_every_statement_in_order() {
     let server = Scripted::start(fixed(200, "{\"ddl\":\"OK\"}"));
     apply_schema(&server.conf("username=admin;password=quest;"), SCHEMA_SQL).unwrap();
     let requests = server.requests();
-    assert_eq!(requests.len(), 15, "one statement per table");
+    assert_eq!(requests.len(), 16, "one statement per table");
     let mut tables = Vec::new();
     for r in &requests {
         assert_eq!(r.header("authorization"), Some("Basic YWRtaW46cXVlc3Q="));
@@ -1030,6 +1030,7 @@ fn apply_schema_sends_every_statement_in_order() {
     }
     assert_eq!(tables[0], "cpu");
     assert_eq!(tables[14], "node_info");
+    assert_eq!(tables[15], "node_events");
 
     // A refusal stops at its statement and says which.
     let calls = Arc::new(Mutex::new(0));
@@ -1190,4 +1191,66 @@ async fn one_bad_row_costs_only_itself_on_the_line_protocol_path() {
     assert_eq!(rejected.lines().count(), 1, "{rejected}");
     assert!(rejected.contains("Bad Table"), "{rejected}");
     spool.shutdown(Duration::from_secs(1));
+}
+
+#[test]
+fn text_fields_are_ilp_strings_or_skipped_and_counted_for_a_numbers_only_server() {
+    let ts = recent_ns(1);
+    let events = || {
+        batch(
+            "web-1",
+            1,
+            vec![
+                row(
+                    "node_events",
+                    &[("event", "start")],
+                    ts,
+                    &[
+                        ("message", Value::Text("started \"now\"\nok".into())),
+                        ("batches", Value::Int(2)),
+                    ],
+                ),
+                row(
+                    "node_events",
+                    &[("event", "stop")],
+                    ts + 1_000,
+                    &[("message", Value::Text("bye".into()))],
+                ),
+            ],
+        )
+    };
+    let server = Scripted::start(fixed(204, ""));
+    let mut store = QuestDbStore::new(&server.conf("")).unwrap();
+    store.write(&[events()]).unwrap();
+    let body = String::from_utf8(server.requests()[0].body.clone()).unwrap();
+    assert!(
+        body.contains(
+            r#"message="started \"now\"\
+ok""#
+        ) && body.contains(r#"message="bye""#),
+        "{body}"
+    );
+
+    // A numbers-only server: the numbers go, the text is counted.
+    let before: u64 = reporter::store::skipped_text::counts()
+        .iter()
+        .map(|(_, n)| n)
+        .sum();
+    let server = Scripted::start(fixed(204, ""));
+    let mut store = QuestDbStore::new(&server.conf("")).unwrap().skip_text();
+    store.write(&[events()]).unwrap();
+    let requests = server.requests();
+    let body = String::from_utf8(requests[0].body.clone()).unwrap();
+    assert!(!body.contains("message"), "{body}");
+    assert_eq!(
+        body.lines().count(),
+        1,
+        "the text-only row is not sent: {body}"
+    );
+    assert!(body.contains("batches=2i"), "{body}");
+    let after: u64 = reporter::store::skipped_text::counts()
+        .iter()
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(after - before, 2);
 }
