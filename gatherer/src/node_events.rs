@@ -8,7 +8,7 @@
 //! | `stop` | SIGTERM/SIGINT: queued before the last drain, so it is delivered if the stream still works, else kept in the disk buffer (`--buffer-dir`) for the next start | `batches` (unacknowledged then) |
 //! | `config` | a configuration pushed by the reporter was applied | `generation`, `interval_seconds` |
 //! | `family_enabled`, `family_disabled` | a family was added or removed by a pushed configuration, or disabled because its files are missing | |
-//! | `spill` | the buffer started writing batches to disk (reporter unreachable, memory tier full) | `batches` (spilled so far) |
+//! | `spill` | the buffer has been writing batches to disk for two cycles in a row (reporter unreachable, memory tier full; once per episode) | `batches` (spilled so far) |
 //! | `drop` | the buffer dropped its oldest batches (full); again each time the total reaches a power of two | `batches` (dropped so far) |
 //!
 //! Serverless mode (`--stdout`) writes no events: they describe the stream.
@@ -37,8 +37,8 @@ pub struct NodeEvents {
     /// Buffer figures at the previous observation.
     spilled: u64,
     dropped: u64,
-    /// The previous observation saw batches spilled (an episode is going on).
-    spilling: bool,
+    /// Consecutive observations that saw batches spilled.
+    spill_streak: u32,
     /// Families disabled (files missing) at the previous observation.
     disabled: BTreeSet<&'static str>,
 }
@@ -160,11 +160,18 @@ impl NodeEvents {
     }
 
     /// Notes the buffer's totals: batches spilled to disk and dropped since
-    /// start, and batches held now. A spill is reported when it starts (the
-    /// previous observation saw none); drops when they start and each time
-    /// their total reaches a power of two.
+    /// start, and batches held now. A spill is reported once per episode,
+    /// when two observations in a row saw batches spilled (a gatherer's first
+    /// batch always spills, since it is collected before the stream is up:
+    /// that alone is no event); drops when they start and each time their
+    /// total reaches a power of two.
     pub fn observe_buffer(&mut self, spilled: u64, dropped: u64, held: usize) {
-        if spilled > self.spilled && !self.spilling {
+        self.spill_streak = if spilled > self.spilled {
+            self.spill_streak + 1
+        } else {
+            0
+        };
+        if self.spill_streak == 2 {
             let message = format!(
                 "buffer spilling to disk: {} batches written so far, {held} held \
                  (the reporter is unreachable or the memory tier is full)",
@@ -172,7 +179,6 @@ impl NodeEvents {
             );
             self.push("spill", message).int("batches", spilled);
         }
-        self.spilling = spilled > self.spilled;
         self.spilled = spilled;
         let crossed = (self.dropped + 1..=dropped).any(u64::is_power_of_two);
         if dropped > self.dropped && (self.dropped == 0 || crossed) {
@@ -247,11 +253,15 @@ mod tests {
     #[test]
     fn spills_are_told_once_per_episode_and_drops_at_powers_of_two() {
         let mut e = NodeEvents::new();
-        e.observe_buffer(0, 0, 1);
-        e.observe_buffer(1, 0, 2);
-        e.observe_buffer(2, 0, 3);
-        e.observe_buffer(2, 0, 0);
-        e.observe_buffer(3, 0, 1);
+        e.observe_buffer(1, 0, 1); // the first batch, before the stream is up
+        e.observe_buffer(1, 0, 0);
+        assert_eq!(kinds(&mut e), Vec::<String>::new());
+        e.observe_buffer(2, 0, 2);
+        e.observe_buffer(3, 0, 3);
+        e.observe_buffer(4, 0, 4);
+        e.observe_buffer(4, 0, 0);
+        e.observe_buffer(5, 0, 1);
+        e.observe_buffer(6, 0, 2);
         assert_eq!(kinds(&mut e), ["spill", "spill"]);
         e.observe_buffer(3, 1, 1);
         e.observe_buffer(3, 2, 1);

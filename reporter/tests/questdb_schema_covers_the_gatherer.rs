@@ -50,7 +50,8 @@ fn every_node_event() -> Vec<Row> {
     events.started(&Family::ALL, Duration::from_secs(10), 2);
     events.config_applied(3, Duration::from_secs(5), &Family::ALL, &Family::ALL[1..]);
     events.config_applied(4, Duration::from_secs(5), &Family::ALL[1..], &Family::ALL);
-    events.observe_buffer(1, 1, 3);
+    events.observe_buffer(1, 0, 2);
+    events.observe_buffer(2, 1, 3);
     events.stopping(1);
     let mut rows = Vec::new();
     events.take(&mut rows);
