@@ -587,3 +587,59 @@ fn a_stop_event_without_a_reporter_waits_in_the_disk_buffer_and_arrives_after_a_
     assert!(g.stop().success());
     assert!(reporter.stop().success());
 }
+
+#[test]
+fn an_applied_configuration_and_the_families_it_changes_are_node_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gatherers.toml");
+    std::fs::write(&config, "[gatherers]\ninterval = \"200ms\"\n").unwrap();
+    let jsonl = dir.path().join("rows.jsonl");
+    let port = free_port();
+    let mut args = s(&["--listen", &format!("127.0.0.1:{port}"), "--sqlite", "none"]);
+    for (flag, path) in [
+        ("--config", config.clone()),
+        ("--spool-dir", dir.path().join("spool")),
+        ("--jsonl", jsonl.clone()),
+    ] {
+        args.push(flag.into());
+        args.push(path.display().to_string());
+    }
+    let reporter = Daemon::start("reporter", &args, dir.path());
+    wait_listening(port);
+    let g = gatherer(port, "configured", dir.path(), &[]);
+    let events = |kind: &str| -> Vec<String> {
+        sink_rows(&jsonl)
+            .table("node_events")
+            .iter()
+            .filter(|r| r["tags"]["event"] == kind)
+            .map(|r| r["fields"]["message"].as_str().unwrap().to_string())
+            .collect()
+    };
+    wait_for(Duration::from_secs(30), "the first config event", || {
+        !events("config").is_empty()
+    });
+    let first = &events("config")[0];
+    assert!(
+        first.contains("generation 1") && first.contains("every 200ms"),
+        "{first}"
+    );
+
+    std::fs::write(
+        &config,
+        "[gatherers]\ninterval = \"200ms\"\ncollectors = [\"load\", \"memory\"]\n",
+    )
+    .unwrap();
+    reporter.signal("HUP");
+    wait_for(
+        Duration::from_secs(30),
+        "memory enabled as an event",
+        || {
+            events("family_enabled")
+                .iter()
+                .any(|m| m.contains("family memory enabled") && m.contains("generation 2"))
+        },
+    );
+    assert_eq!(events("config").len(), 2, "{:?}", events("config"));
+    assert!(g.stop().success());
+    assert!(reporter.stop().success());
+}
