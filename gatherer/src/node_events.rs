@@ -18,7 +18,6 @@
 //! keeps microseconds, so two events of one cycle never replace each other.
 //! Events are queued here and leave with the next batch ([`NodeEvents::take`]).
 
-use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hostpulse_proto::NODE_EVENTS_TABLE;
@@ -39,8 +38,9 @@ pub struct NodeEvents {
     dropped: u64,
     /// Consecutive observations that saw batches spilled.
     spill_streak: u32,
-    /// Families disabled (files missing) at the previous observation.
-    disabled: BTreeSet<&'static str>,
+    /// Families disabled (files missing) at the previous observation, in
+    /// the collectors' order.
+    disabled: Vec<&'static str>,
 }
 
 fn now_ns() -> i64 {
@@ -139,18 +139,25 @@ impl NodeEvents {
     /// Notes families that became disabled (their files are missing) or
     /// came back since the previous call.
     pub fn observe_families(&mut self, collectors: &Collectors) {
-        let now: BTreeSet<&'static str> = collectors
-            .status()
-            .filter(|s| s.disabled)
-            .map(|s| s.family.name())
-            .collect();
-        for name in now.difference(&self.disabled.clone()) {
+        let disabled = || {
+            collectors
+                .status()
+                .filter(|s| s.disabled)
+                .map(|s| s.family.name())
+        };
+        // Every cycle calls this: nothing is allocated unless something changed.
+        if disabled().eq(self.disabled.iter().copied()) {
+            return;
+        }
+        let now: Vec<&'static str> = disabled().collect();
+        let before = std::mem::take(&mut self.disabled);
+        for name in now.iter().filter(|n| !before.contains(n)) {
             self.push(
                 "family_disabled",
                 format!("family {name} disabled: the files it reads are missing on this host"),
             );
         }
-        for name in self.disabled.clone().difference(&now) {
+        for name in before.iter().filter(|n| !now.contains(n)) {
             self.push(
                 "family_enabled",
                 format!("family {name} enabled again: its files are back"),
@@ -271,5 +278,39 @@ mod tests {
         assert_eq!(kinds(&mut e), ["drop", "drop", "drop"]);
         e.stopping(2);
         assert_eq!(kinds(&mut e), ["stop"]);
+    }
+}
+
+#[cfg(test)]
+mod family_tests {
+    use super::*;
+    use crate::collect::{Cycle, Settings};
+    use crate::roots::Roots;
+
+    #[test]
+    fn a_family_whose_files_are_missing_is_told_once() {
+        let empty = tempfile::tempdir().unwrap();
+        let settings = Settings {
+            roots: Roots::under(empty.path()),
+            ..Settings::default()
+        };
+        let mut collectors = Collectors::new(&[Family::Load], &settings);
+        let mut events = NodeEvents::new();
+        let mut rows = Vec::new();
+        for _ in 0..3 {
+            collectors.collect(&Cycle::now(), &mut rows);
+            events.observe_families(&collectors);
+        }
+        events.take(&mut rows);
+        let told: Vec<_> = rows
+            .iter()
+            .filter(|r| r.table == NODE_EVENTS_TABLE)
+            .map(|r| r.field("message"))
+            .collect();
+        assert_eq!(told.len(), 1, "{told:?}");
+        assert!(
+            matches!(&told[0], Some(crate::row::Value::Text(m)) if m.starts_with("family load disabled")),
+            "{told:?}"
+        );
     }
 }
