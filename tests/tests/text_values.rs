@@ -52,6 +52,17 @@ fn gatherer(port: u16, node: &str, dir: &Path, extra: &[&str]) -> Daemon {
     Daemon::start("gatherer", &args, dir)
 }
 
+/// A reporter on `port` storing into the SQLite file `db`, its spool in `dir`.
+fn sqlite_reporter(port: u16, db: &Path, dir: &Path) -> Daemon {
+    let mut args = s(&["--listen", &format!("127.0.0.1:{port}"), "--sqlite"]);
+    args.push(db.display().to_string());
+    args.push("--spool-dir".into());
+    args.push(dir.join("spool").display().to_string());
+    let reporter = Daemon::start("reporter", &args, dir);
+    wait_listening(port);
+    reporter
+}
+
 /// The value of `name{labels}` on an admin port's `/metrics`.
 fn labelled_metric(admin: u16, name_and_labels: &str) -> Option<f64> {
     let (_, page) = http(admin, "GET", "/metrics", "")?;
@@ -465,12 +476,7 @@ fn a_new_reporter_stores_a_previous_release_gatherers_batches_unchanged() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let db = dir.path().join("hostpulse.db");
-    let mut args = s(&["--listen", &format!("127.0.0.1:{port}"), "--sqlite"]);
-    args.push(db.display().to_string());
-    args.push("--spool-dir".into());
-    args.push(dir.path().join("spool").display().to_string());
-    let reporter = Daemon::start("reporter", &args, dir.path());
-    wait_listening(port);
+    let reporter = sqlite_reporter(port, &db, dir.path());
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -552,12 +558,7 @@ fn a_stop_event_without_a_reporter_waits_in_the_disk_buffer_and_arrives_after_a_
     std::thread::sleep(Duration::from_secs(2));
     assert!(g.stop().success());
 
-    let mut args = s(&["--listen", &format!("127.0.0.1:{port}"), "--sqlite"]);
-    args.push(db.display().to_string());
-    args.push("--spool-dir".into());
-    args.push(dir.path().join("spool").display().to_string());
-    let reporter = Daemon::start("reporter", &args, dir.path());
-    wait_listening(port);
+    let reporter = sqlite_reporter(port, &db, dir.path());
     let g = gatherer(port, "offline", dir.path(), &[]);
     let events = "SELECT group_concat(event || ': ' || message, ' | ') \
                   FROM (SELECT * FROM node_events WHERE node = 'offline' ORDER BY ts)";
