@@ -5,7 +5,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use e2e::{Daemon, Pki, free_port, grpcurl, http, run, sink_rows, wait_for, wait_listening};
+use hostpulse_testkit::{
+    Daemon, Pki, free_port, grpcurl, http, run, sink_rows, wait_for, wait_listening,
+};
 
 fn s(list: &[&str]) -> Vec<String> {
     list.iter().map(|x| x.to_string()).collect()
@@ -617,7 +619,7 @@ const EXPIRED: (&str, &str) = ("20200101000000Z", "20200102000000Z");
 const FUTURE: (&str, &str) = ("20990101000000Z", "20990102000000Z");
 
 /// The reporter's flags for a start that must fail at its TLS files.
-fn reporter_start(dir: &Path, cert: &str, key: &str, extra: &[&str]) -> e2e::Output {
+fn reporter_start(dir: &Path, cert: &str, key: &str, extra: &[&str]) -> hostpulse_testkit::Output {
     let mut args = s(&[
         "--listen",
         "127.0.0.1:0",
@@ -637,7 +639,7 @@ fn reporter_start(dir: &Path, cert: &str, key: &str, extra: &[&str]) -> e2e::Out
 }
 
 /// The gatherer's flags for a start that must fail at its TLS files.
-fn gatherer_start(pki: &Pki, cert: &str, key: &str, ca: &str) -> e2e::Output {
+fn gatherer_start(pki: &Pki, cert: &str, key: &str, ca: &str) -> hostpulse_testkit::Output {
     run(
         "gatherer",
         &s(&[
@@ -668,7 +670,7 @@ fn certificate_problems_stop_both_daemons_at_start_naming_the_side_and_the_fix()
         EXPIRED,
     );
     pki.leaf_dated("future", "ca1", "serverAuth", Some("IP:127.0.0.1"), FUTURE);
-    let fails = |out: e2e::Output, needles: &[&str]| {
+    let fails = |out: hostpulse_testkit::Output, needles: &[&str]| {
         assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
         for needle in needles {
             assert!(
