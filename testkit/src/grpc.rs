@@ -61,49 +61,57 @@ pub fn silent_stream_status(port: u16, payload: &[u8]) -> String {
     raw_stream(port, vec![payload.to_vec()], true)
 }
 
-/// Runs `f` with a plaintext channel to the reporter on `port`, on a
-/// runtime of its own.
-fn with_channel<T, F: std::future::Future<Output = T>>(
-    port: u16,
-    f: impl FnOnce(tonic::transport::Channel) -> F,
-) -> T {
-    let runtime = tokio::runtime::Builder::new_current_thread()
+/// Runs `f` on a runtime of its own (the blocking helpers here are for
+/// tests without one; `#[tokio::test]`s call the `async` forms).
+fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .expect("runtime");
-    runtime.block_on(async {
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
-            .expect("endpoint")
-            .connect()
-            .await
-            .expect("connect");
-        f(channel).await
-    })
+        .expect("runtime")
+        .block_on(f)
+}
+
+/// A plaintext channel to the reporter on 127.0.0.1:`port`.
+async fn channel(port: u16) -> tonic::transport::Channel {
+    tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect")
+}
+
+/// "Code: message", as the helpers here report a status.
+pub fn describe(status: &tonic::Status) -> String {
+    format!("{:?}: {}", status.code(), status.message())
 }
 
 fn raw_stream(port: u16, messages: Vec<Vec<u8>>, hold_open: bool) -> String {
-    with_channel(port, |channel| async move {
-        let mut grpc = tonic::client::Grpc::new(channel);
-        grpc.ready().await.expect("ready");
-        let path = http::uri::PathAndQuery::from_static("/hostpulse.v1.Ingest/Stream");
-        let first = tokio_stream::iter(messages);
-        let tail = futures_pending(hold_open);
-        let request = tonic::Request::new(tokio_stream::StreamExt::chain(first, tail));
-        let describe = |s: tonic::Status| format!("{:?}: {}", s.code(), s.message());
-        match grpc.streaming(request, path, RawCodec).await {
-            Err(status) => describe(status),
-            Ok(response) => {
-                let mut stream = response.into_inner();
-                loop {
-                    match stream.message().await {
-                        Ok(Some(_)) => {}
-                        Ok(None) => return "Ok".to_string(),
-                        Err(status) => return describe(status),
-                    }
+    block_on(raw_stream_async(port, messages, hold_open))
+}
+
+/// Sends `messages` verbatim (no protobuf encoding) on one Ingest stream,
+/// holding the request side open afterwards when `hold_open`; the status
+/// that ended the stream ("Ok" for a clean end).
+pub async fn raw_stream_async(port: u16, messages: Vec<Vec<u8>>, hold_open: bool) -> String {
+    let mut grpc = tonic::client::Grpc::new(channel(port).await);
+    grpc.ready().await.expect("ready");
+    let path = http::uri::PathAndQuery::from_static("/hostpulse.v1.Ingest/Stream");
+    let first = tokio_stream::iter(messages);
+    let tail = futures_pending(hold_open);
+    let request = tonic::Request::new(tokio_stream::StreamExt::chain(first, tail));
+    match grpc.streaming(request, path, RawCodec).await {
+        Err(status) => describe(&status),
+        Ok(response) => {
+            let mut stream = response.into_inner();
+            loop {
+                match stream.message().await {
+                    Ok(Some(_)) => {}
+                    Ok(None) => return "Ok".to_string(),
+                    Err(status) => return describe(&status),
                 }
             }
         }
-    })
+    }
 }
 
 /// A codec passing bytes through unchanged.
@@ -193,25 +201,30 @@ pub fn stream_messages(
     port: u16,
     messages: Vec<hostpulse_proto::pb::GathererMessage>,
 ) -> StreamReply {
-    with_channel(port, |channel| async move {
-        let mut client = hostpulse_proto::pb::ingest_client::IngestClient::new(channel)
-            .max_decoding_message_size(64 << 20)
-            .max_encoding_message_size(64 << 20);
-        let describe = |s: tonic::Status| format!("{:?}: {}", s.code(), s.message());
-        let mut replies = Vec::new();
-        let status = match client.stream(tokio_stream::iter(messages)).await {
-            Err(status) => describe(status),
-            Ok(response) => {
-                let mut stream = response.into_inner();
-                loop {
-                    match stream.message().await {
-                        Ok(Some(m)) => replies.push(m),
-                        Ok(None) => break "Ok".to_string(),
-                        Err(status) => break describe(status),
-                    }
+    block_on(send_messages(port, messages))
+}
+
+/// [`stream_messages`] inside a Tokio runtime.
+pub async fn send_messages(
+    port: u16,
+    messages: Vec<hostpulse_proto::pb::GathererMessage>,
+) -> StreamReply {
+    let mut client = hostpulse_proto::pb::ingest_client::IngestClient::new(channel(port).await)
+        .max_decoding_message_size(64 << 20)
+        .max_encoding_message_size(64 << 20);
+    let mut replies = Vec::new();
+    let status = match client.stream(tokio_stream::iter(messages)).await {
+        Err(status) => describe(&status),
+        Ok(response) => {
+            let mut stream = response.into_inner();
+            loop {
+                match stream.message().await {
+                    Ok(Some(m)) => replies.push(m),
+                    Ok(None) => break "Ok".to_string(),
+                    Err(status) => break describe(&status),
                 }
             }
-        };
-        StreamReply { replies, status }
-    })
+        }
+    };
+    StreamReply { replies, status }
 }

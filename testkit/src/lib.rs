@@ -43,7 +43,7 @@ pub mod tsdb;
 
 pub use grpc::{
     StreamReply, grpcurl, last_acked, mute_stream_status, raw_messages_status, raw_stream_status,
-    silent_stream_status, stream_messages,
+    send_messages, silent_stream_status, stream_messages,
 };
 pub(crate) use http::url_encode;
 pub use http::{http, metric};

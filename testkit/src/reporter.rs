@@ -72,8 +72,9 @@ impl Drop for InProcessReporter {
     }
 }
 
-/// Starts the reporter with the binary's `flags` on 127.0.0.1:0; must be
-/// called inside a Tokio runtime (`#[tokio::test]`). Panics with the
+/// Starts the reporter with the binary's `flags` on 127.0.0.1:0 (or the
+/// `--listen` address among them: a reporter restarted on the same port);
+/// must be called inside a Tokio runtime (`#[tokio::test]`). Panics with the
 /// reporter's own message when the flags are refused.
 pub async fn start_reporter(flags: &[&str]) -> (SocketAddr, InProcessReporter) {
     let dir = tempfile::tempdir().expect("a temporary directory");
@@ -81,10 +82,12 @@ pub async fn start_reporter(flags: &[&str]) -> (SocketAddr, InProcessReporter) {
     let jsonl = dir.path().join("rows.jsonl");
     let mut argv = vec![
         "reporter".to_string(),
-        "--listen=127.0.0.1:0".to_string(),
         format!("--spool-dir={}", spool_dir.display()),
         format!("--jsonl={}", jsonl.display()),
     ];
+    if !flags.iter().any(|f| f.starts_with("--listen")) {
+        argv.push("--listen=127.0.0.1:0".to_string());
+    }
     argv.extend(flags.iter().map(|f| f.to_string()));
     let args = Args::try_parse_from(&argv).unwrap_or_else(|e| panic!("reporter flags: {e}"));
 
