@@ -108,8 +108,8 @@
 
 #![forbid(unsafe_code)]
 
+use hostpulse_testkit::{free_port, procstat};
 use std::io::BufRead;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -448,13 +448,6 @@ fn sendable(v: Value) -> bool {
 
 // ---------------------------------------------------------------- helpers
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port on 127.0.0.1")
-        .port()
-}
-
 fn median(values: &[f64]) -> f64 {
     let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
     if v.is_empty() {
@@ -469,38 +462,21 @@ fn median(values: &[f64]) -> f64 {
     }
 }
 
-fn clock_ticks() -> f64 {
-    command_output("getconf", &["CLK_TCK"])
-        .parse()
-        .unwrap_or(100.0)
-}
-
-/// User + system CPU seconds of a process (all its threads).
+/// User + system CPU seconds of a process (all its threads); NaN when
+/// unreadable.
 fn cpu_seconds(pid: u32) -> f64 {
-    stat_cpu(&format!("/proc/{pid}/stat"))
+    seconds(procstat::cpu_ticks(procstat::Process::Pid(pid)))
 }
 
 /// User + system CPU seconds of one thread of this process.
 fn thread_cpu(tid: u32) -> f64 {
-    stat_cpu(&format!("/proc/self/task/{tid}/stat"))
+    seconds(procstat::cpu_ticks(procstat::Process::OwnThread(tid)))
 }
 
-/// User + system CPU seconds in a `stat` file of procfs.
-fn stat_cpu(path: &str) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(path) else {
-        return f64::NAN;
-    };
-    // Fields after the command name (which may hold spaces) end with ')'.
-    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
-        return f64::NAN;
-    };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 here.
-    let ticks: f64 = fields
-        .get(11..13)
-        .map(|f| f.iter().filter_map(|x| x.parse::<f64>().ok()).sum())
-        .unwrap_or(f64::NAN);
-    ticks / clock_ticks()
+fn seconds(ticks: std::io::Result<u64>) -> f64 {
+    ticks.map_or(f64::NAN, |t| {
+        t as f64 / procstat::clock_ticks_per_second() as f64
+    })
 }
 
 fn self_cpu() -> f64 {

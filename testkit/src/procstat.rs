@@ -19,6 +19,8 @@ pub enum Process {
     Own,
     /// Another process.
     Pid(u32),
+    /// One thread (task id) of the calling process.
+    OwnThread(u32),
 }
 
 impl Process {
@@ -26,6 +28,7 @@ impl Process {
         match self {
             Process::Own => format!("/proc/self/{file}"),
             Process::Pid(pid) => format!("/proc/{pid}/{file}"),
+            Process::OwnThread(tid) => format!("/proc/self/task/{tid}/{file}"),
         }
     }
 }

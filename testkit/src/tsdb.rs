@@ -7,43 +7,67 @@ use crate::http::{http, url_encode};
 use crate::process::{end, free_port, wait_for};
 
 /// A real VictoriaMetrics (Debian package `victoria-metrics`) on 127.0.0.1,
-/// taking InfluxDB line protocol on `/write`: the second line-protocol server
-/// the QuestDB store is tested with (reporters writing to it need
-/// `--questdb-schema off`: it has no SQL endpoint). Killed on drop; `stop`
-/// and `start` keep its port and data.
+/// taking InfluxDB line protocol on `/write` (HTTP) and on a TCP port: the
+/// second line-protocol server the QuestDB store is tested with (reporters
+/// writing to it need `--questdb-schema off`: it has no SQL endpoint).
+/// Stopped on drop; `stop` and `resume` keep its ports and data.
 pub struct Tsdb {
     /// Its HTTP port.
     pub port: u16,
-    data: tempfile::TempDir,
+    /// Its InfluxDB line protocol TCP port (`-influxListenAddr`).
+    pub influx_port: u16,
+    extra: Vec<String>,
+    dir: tempfile::TempDir,
     child: Option<Child>,
 }
 
 impl Tsdb {
-    /// Starts one on a free port with a fresh data directory.
+    /// Starts one on free ports with a fresh data directory.
     pub fn start() -> Tsdb {
+        Tsdb::start_with(&[])
+    }
+
+    /// Like [`Tsdb::start`], with extra `victoria-metrics` flags
+    /// (`-influx.maxLineSize=1000`).
+    pub fn start_with(extra: &[&str]) -> Tsdb {
         let mut t = Tsdb {
             port: free_port(),
-            data: tempfile::tempdir().expect("data dir"),
+            influx_port: free_port(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            dir: tempfile::tempdir().expect("data dir"),
             child: None,
         };
         t.resume();
         t
     }
 
-    /// (Re)starts it on its port and data.
+    /// Its process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// (Re)starts it on its ports and data; waits until `/health` answers
+    /// and the TCP port listens.
     pub fn resume(&mut self) {
         assert!(self.child.is_none(), "already running");
+        let log = std::fs::File::create(self.log_path()).expect("a log file");
         let child = Command::new("victoria-metrics")
             .arg(format!("-httpListenAddr=127.0.0.1:{}", self.port))
-            .arg(format!("-storageDataPath={}", self.data.path().display()))
+            .arg(format!("-influxListenAddr=127.0.0.1:{}", self.influx_port))
+            .arg(format!(
+                "-storageDataPath={}",
+                self.dir.path().join("data").display()
+            ))
             .args([
                 "-retentionPeriod=100y",
                 "-search.latencyOffset=0s",
                 "-dedup.minScrapeInterval=1ms",
                 "-loggerLevel=ERROR",
             ])
+            .args(&self.extra)
+            .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("victoria-metrics is installed (tests/run.sh installs the Debian package)");
         self.child = Some(child);
@@ -51,6 +75,19 @@ impl Tsdb {
         wait_for(Duration::from_secs(30), "VictoriaMetrics to answer", || {
             http(port, "GET", "/health", "").is_some_and(|(code, _)| code == 200)
         });
+        let influx = self.influx_port;
+        wait_for(Duration::from_secs(10), "its line protocol port", || {
+            std::net::TcpStream::connect(("127.0.0.1", influx)).is_ok()
+        });
+    }
+
+    fn log_path(&self) -> std::path::PathBuf {
+        self.dir.path().join("victoria-metrics.log")
+    }
+
+    /// What it logged (errors only).
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
     /// Stops it with SIGTERM (VictoriaMetrics loses samples it had
