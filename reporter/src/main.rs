@@ -190,25 +190,7 @@ async fn run(args: Args) -> ExitCode {
             custom_tables: args.custom_tables.0.clone(),
         }),
     });
-    let options = ServerOptions {
-        max_streams: args.max_streams,
-        max_pending_streams: args.max_pending_streams,
-        connections: reporter::listener::ConnectionLimits {
-            handshake_timeout: args.handshake_timeout,
-            max_pending: args
-                .max_pending_connections
-                .unwrap_or_else(reporter::listener::default_max_pending),
-        },
-        max_message_bytes: args.max_message_bytes,
-        idle_timeout: args.idle_timeout,
-        // Streams end themselves at 85-100% of the age; the transport's own
-        // age is the backstop for everything else (Tail streams, idle connections).
-        max_connection_age: args.max_connection_age,
-        max_connection_age_grace: args.max_connection_age_grace,
-        keepalive_interval: Duration::from_secs(10),
-        keepalive_timeout: Duration::from_secs(10),
-        health: tonic_health::server::HealthReporter::new(),
-    };
+    let options = ServerOptions::from_args(&args);
     let local = listener
         .local_addr()
         .map(|a| a.to_string())

@@ -52,27 +52,22 @@ impl Pki {
 
     /// A self-signed CA `NAME` (P-256).
     pub fn ca(&self, name: &str) {
-        self.openssl(&[
-            "req",
+        self.new_key(
             "-x509",
-            NEW_KEY[0],
-            NEW_KEY[1],
-            NEW_KEY[2],
-            NEW_KEY[3],
-            NEW_KEY[4],
-            "-keyout",
-            &self.key(name),
-            "-out",
-            &self.pem(name),
-            "-days",
-            "2",
-            "-subj",
-            &format!("/CN=hostpulse test {name}"),
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-        ]);
+            name,
+            &[
+                "-out",
+                &self.pem(name),
+                "-days",
+                "2",
+                "-subj",
+                &format!("/CN=hostpulse test {name}"),
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+        );
     }
 
     /// A certificate `NAME` issued by CA `ca` for `usage` (serverAuth or
@@ -155,21 +150,18 @@ impl Pki {
 
     /// Key `NAME.key` and certificate request `csr` for subject `CN=cn`.
     fn request(&self, name: &str, cn: &str, csr: &str) {
-        self.openssl(&[
-            "req",
-            "-new",
-            NEW_KEY[0],
-            NEW_KEY[1],
-            NEW_KEY[2],
-            NEW_KEY[3],
-            NEW_KEY[4],
-            "-keyout",
-            &self.key(name),
-            "-out",
-            csr,
-            "-subj",
-            &format!("/CN={cn}"),
-        ]);
+        self.new_key("-new", name, &["-out", csr, "-subj", &format!("/CN={cn}")]);
+    }
+
+    /// `openssl req MODE` with a new P-256 key written to `NAME.key`, then
+    /// `args`.
+    fn new_key(&self, mode: &str, name: &str, args: &[&str]) {
+        let key = self.key(name);
+        let mut all = vec!["req", mode];
+        all.extend(NEW_KEY);
+        all.extend(["-keyout", key.as_str()]);
+        all.extend(args);
+        self.openssl(&all);
     }
 
     /// Key, request and certificate `NAME` (subject `CN=cn`) signed by

@@ -133,23 +133,7 @@ pub async fn start_reporter(flags: &[&str]) -> (SocketAddr, InProcessReporter) {
             custom_tables: args.custom_tables.0.clone(),
         }),
     });
-    let options = ServerOptions {
-        max_streams: args.max_streams,
-        max_pending_streams: args.max_pending_streams,
-        connections: reporter::listener::ConnectionLimits {
-            handshake_timeout: args.handshake_timeout,
-            max_pending: args
-                .max_pending_connections
-                .unwrap_or_else(reporter::listener::default_max_pending),
-        },
-        max_message_bytes: args.max_message_bytes,
-        idle_timeout: args.idle_timeout,
-        max_connection_age: args.max_connection_age,
-        max_connection_age_grace: args.max_connection_age_grace,
-        keepalive_interval: Duration::from_secs(10),
-        keepalive_timeout: Duration::from_secs(10),
-        health: tonic_health::server::HealthReporter::new(),
-    };
+    let options = ServerOptions::from_args(&args);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let full = spool.full();
     let served = Arc::clone(&shared);
