@@ -117,7 +117,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use gatherer::collect::{Collectors, Family, Settings};
 use gatherer::run::collect_cycle;
-use hostpulse_proto::codec::{DecodedRow, Dictionary, StreamDefs};
+use hostpulse_proto::codec::{DecodedRow, Dictionary};
 use hostpulse_proto::pb;
 use hostpulse_proto::row::{Row, Value};
 use prost::Message;
@@ -342,11 +342,10 @@ impl Workload {
             for cycle in 0..cycles {
                 let ts = first_ts + cycle as i64 * INTERVAL_NS;
                 let cycle_rows: Vec<Row> = rows.iter().map(|r| Row { ts, ..r.clone() }).collect();
-                let compact = dict.encode(cycle as u64 + 1, &cycle_rows, &[]);
+                let sequence = cycle as u64 + 1;
+                let compact = dict.encode(sequence, &cycle_rows, &[]);
                 let stored = dict.complete(&compact);
-                let decoded = StreamDefs::new(usize::MAX)
-                    .decode(&stored)
-                    .expect("a batch of this host decodes");
+                let decoded = hostpulse_testkit::batch::decoded_rows(sequence, &cycle_rows);
                 slots[cycle * nodes + node] = Some(Arc::new(AcceptedBatch {
                     node: Arc::clone(&name),
                     decoded,

@@ -16,9 +16,10 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use hostpulse_proto::codec::{DecodedBatch, DecodedRow, RowKeyDef};
+use hostpulse_proto::codec::DecodedRow;
 use hostpulse_proto::pb;
 use hostpulse_proto::row::Value;
+use hostpulse_testkit::batch::{decoded, decoded_row as row};
 use hostpulse_testkit::{Tsdb, free_port};
 use reporter::sink::AcceptedBatch;
 use reporter::store::questdb::{QuestDbStore, SCHEMA_SQL, SchemaError, apply_schema};
@@ -90,29 +91,10 @@ fn recent_ns(minutes_ago: i64) -> i64 {
     (now_ms - minutes_ago * 60_000) * 1_000_000
 }
 
-fn row(table: &str, tags: &[(&str, &str)], ts: i64, fields: &[(&str, Value)]) -> DecodedRow {
-    DecodedRow {
-        key: Arc::new(RowKeyDef {
-            table: table.to_string(),
-            tags: tags
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        }),
-        ts,
-        fields: fields.iter().map(|(k, v)| (Arc::from(*k), *v)).collect(),
-    }
-}
-
 fn batch(node: &str, sequence: u64, rows: Vec<DecodedRow>) -> Arc<AcceptedBatch> {
-    let samples = rows.iter().map(|r| r.fields.len()).sum();
     Arc::new(AcceptedBatch {
         node: Arc::from(node),
-        decoded: DecodedBatch {
-            sequence,
-            rows,
-            samples,
-        },
+        decoded: decoded(sequence, rows),
         stored: pb::Batch::default(),
     })
 }
