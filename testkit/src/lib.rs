@@ -49,7 +49,7 @@ pub(crate) use http::url_encode;
 pub use http::{http, metric};
 pub use pki::Pki;
 pub use process::{
-    Daemon, Output, Process, binary, end, fixture, free_port, root_args, run, wait_for,
+    Daemon, Output, Process, args, binary, end, fixture, free_port, root_args, run, wait_for,
     wait_listening,
 };
 pub use questdb::QuestDb;

@@ -41,6 +41,11 @@ pub fn fixture(name: &str) -> PathBuf {
     dir
 }
 
+/// Command-line arguments from string literals.
+pub fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|x| x.to_string()).collect()
+}
+
 /// `--procfs/--sysfs/--rootfs` arguments for a fixture tree at `dir`.
 pub fn root_args(dir: &Path) -> Vec<String> {
     vec![

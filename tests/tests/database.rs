@@ -10,9 +10,7 @@ use std::time::Duration;
 
 use hostpulse_testkit::{Daemon, Tsdb, free_port, grpcurl, last_acked, wait_for, wait_listening};
 
-fn s(list: &[&str]) -> Vec<String> {
-    list.iter().map(|x| x.to_string()).collect()
-}
+use hostpulse_testkit::args as s;
 
 fn reporter(port: u16, dir: &Path, extra: &[&str]) -> Daemon {
     let mut args = s(&["--listen", &format!("127.0.0.1:{port}"), "--spool-dir"]);

@@ -16,9 +16,7 @@ use hostpulse_testkit::{
 };
 use prost::Message;
 
-fn s(list: &[&str]) -> Vec<String> {
-    list.iter().map(|x| x.to_string()).collect()
-}
+use hostpulse_testkit::args as s;
 
 /// A self-contained batch of one `load` row whose `tasks` field is `n`.
 fn record(n: u64) -> Vec<u8> {

@@ -6,9 +6,7 @@ use std::time::Duration;
 
 use hostpulse_testkit::{Process, fixture, root_args, run};
 
-fn args(list: &[&str]) -> Vec<String> {
-    list.iter().map(|s| s.to_string()).collect()
-}
+use hostpulse_testkit::args;
 
 fn num(row: &serde_json::Value, field: &str) -> f64 {
     row["fields"][field]

@@ -21,9 +21,7 @@ const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// An empty SETTINGS frame: what a client sends right after the preface.
 const SETTINGS: [u8; 9] = [0, 0, 0, 4, 0, 0, 0, 0, 0];
 
-fn s(list: &[&str]) -> Vec<String> {
-    list.iter().map(|x| x.to_string()).collect()
-}
+use hostpulse_testkit::args as s;
 
 /// Reporter arguments: gRPC on `port`, admin on `admin`, JSON lines to
 /// `dir/rows.jsonl`, no SQLite (fewer descriptors), then `extra`.

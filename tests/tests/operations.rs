@@ -11,9 +11,7 @@ use std::time::Duration;
 
 use hostpulse_testkit::{Daemon, binary, free_port, grpcurl, http, wait_for, wait_listening};
 
-fn s(list: &[&str]) -> Vec<String> {
-    list.iter().map(|x| x.to_string()).collect()
-}
+use hostpulse_testkit::args as s;
 
 /// Runs `bin` to completion: (exit code, stdout, stderr).
 fn run(bin: &str, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {

@@ -7,9 +7,7 @@ use std::time::Duration;
 
 use hostpulse_testkit::{Daemon, Rows, free_port, grpcurl, sink_rows, wait_for, wait_listening};
 
-fn s(list: &[&str]) -> Vec<String> {
-    list.iter().map(|x| x.to_string()).collect()
-}
+use hostpulse_testkit::args as s;
 
 /// A reporter spooling to `dir/spool` and writing JSON lines to `sink`.
 fn reporter(port: u16, sink: &Path, dir: &Path, extra: &[&str]) -> Daemon {

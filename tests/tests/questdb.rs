@@ -16,9 +16,7 @@ use hostpulse_testkit::{
 };
 use serde_json::Value;
 
-fn s(list: &[&str]) -> Vec<String> {
-    list.iter().map(|x| x.to_string()).collect()
-}
+use hostpulse_testkit::args as s;
 
 /// A node id no other test (or earlier run on a shared server) uses.
 fn node(name: &str) -> String {

@@ -9,9 +9,7 @@ use hostpulse_testkit::{
     Daemon, Pki, free_port, grpcurl, http, run, sink_rows, wait_for, wait_listening,
 };
 
-fn s(list: &[&str]) -> Vec<String> {
-    list.iter().map(|x| x.to_string()).collect()
-}
+use hostpulse_testkit::args as s;
 
 /// A reporter writing JSON lines to `dir/rows.jsonl`, with `security` flags.
 fn reporter(port: u16, dir: &Path, security: &[&str]) -> Daemon {
