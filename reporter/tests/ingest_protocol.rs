@@ -111,6 +111,24 @@ async fn protocol_violations_end_their_stream_with_the_exact_status() {
         "FailedPrecondition: protocol version {} is not supported: this reporter speaks version {PROTOCOL_VERSION}",
         PROTOCOL_VERSION + 6
     );
+    // Series 0 of row key 7, which the batch does not define.
+    let orphan_series = pb::Batch {
+        sequence: 1,
+        series: vec![pb::Series {
+            id: 0,
+            row_key: 7,
+            field: "load1".into(),
+            kind: pb::ValueKind::Int as i32,
+        }],
+        ..Default::default()
+    };
+    // A well-formed batch, then its series 0 redefined as another field.
+    let first = batch(1, &[load_row(1.0)]);
+    let mut redefined = batch(2, &[load_row(2.0)]);
+    redefined.series[0].field = "load5".into();
+    // Two series named, one value given.
+    let mut short = batch(1, &[load_row(1.0)]);
+    short.groups[0].ints.clear();
     // (what, messages, the status, the sequences acknowledged before it)
     let cases: Vec<(&str, Vec<pb::GathererMessage>, &str, &[u64])> = vec![
         (
@@ -147,6 +165,24 @@ async fn protocol_violations_end_their_stream_with_the_exact_status() {
             "unknown series id",
             vec![hello("n1"), message(unknown_series)],
             "InvalidArgument: batch 1: series id 5 is not defined on this stream",
+            &[],
+        ),
+        (
+            "a series of an undefined row key",
+            vec![hello("n1"), message(orphan_series)],
+            "InvalidArgument: batch 1: series 0 refers to row key 7, which is not defined",
+            &[],
+        ),
+        (
+            "a series redefined with other content",
+            vec![hello("n1"), message(first), message(redefined)],
+            "InvalidArgument: batch 2: series id 0 is redefined with different content",
+            &[1],
+        ),
+        (
+            "fewer values than series",
+            vec![hello("n1"), message(short)],
+            "InvalidArgument: batch 1: group 0 has fewer values than series",
             &[],
         ),
         (
@@ -264,5 +300,41 @@ async fn a_stream_that_never_says_hello_is_ended_after_the_hello_timeout() {
     assert_eq!(
         status,
         "DeadlineExceeded: no Hello within 300ms of opening the stream"
+    );
+}
+
+#[tokio::test]
+async fn a_newer_stream_of_the_same_node_replaces_the_older_one() {
+    let (_, reporter) = start_reporter(&[]).await;
+    let port = reporter.port();
+    // The older stream says Hello and stays open.
+    let older = tokio::spawn(raw_stream_async(
+        port,
+        vec![hello("twin").encode_to_vec()],
+        true,
+    ));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while reporter.shared.registry.is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the older stream registered"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let newer = send_messages(port, vec![hello("twin"), sequence(1)]).await;
+    assert_eq!(newer.status, "Ok");
+    assert_eq!(
+        older.await.unwrap(),
+        "Aborted: a newer stream from the same node replaced this one"
+    );
+}
+
+#[tokio::test]
+async fn a_stream_past_its_maximum_age_is_told_to_reconnect() {
+    let (_, reporter) = start_reporter(&["--max-connection-age", "1s"]).await;
+    let status = raw_stream_async(reporter.port(), vec![hello("n1").encode_to_vec()], true).await;
+    assert_eq!(
+        status,
+        "Unavailable: the stream reached its maximum age; reconnect (spreads gatherers across replicas)"
     );
 }
