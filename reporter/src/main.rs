@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hostpulse_ops::daemon::{self, Threads};
-use reporter::admission::{Admission, AdmissionOptions};
+use reporter::admission::Admission;
 use reporter::cli::Args;
 use reporter::config::{self, ConfigStore};
 use reporter::ingest::{Shared, StreamLimits};
@@ -184,11 +184,7 @@ async fn run(args: Args) -> ExitCode {
         spool: spool.clone(),
         metrics: Metrics::default(),
         auth: Arc::clone(&security.stats),
-        admission: Admission::new(AdmissionOptions {
-            max_sample_age: args.max_sample_age,
-            max_clock_skew: args.max_clock_skew,
-            custom_tables: args.custom_tables.0.clone(),
-        }),
+        admission: Admission::new(args.admission_options()),
     });
     let options = ServerOptions::from_args(&args);
     let local = listener

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser as _;
-use reporter::admission::{Admission, AdmissionOptions};
+use reporter::admission::Admission;
 use reporter::cli::Args;
 use reporter::config::ConfigStore;
 use reporter::ingest::{Shared, StreamLimits};
@@ -127,11 +127,7 @@ pub async fn start_reporter(flags: &[&str]) -> (SocketAddr, InProcessReporter) {
         spool: Some(Arc::clone(&spool)),
         metrics: reporter::metrics::Metrics::default(),
         auth: Arc::clone(&security.stats),
-        admission: Admission::new(AdmissionOptions {
-            max_sample_age: args.max_sample_age,
-            max_clock_skew: args.max_clock_skew,
-            custom_tables: args.custom_tables.0.clone(),
-        }),
+        admission: Admission::new(args.admission_options()),
     });
     let options = ServerOptions::from_args(&args);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
