@@ -4,9 +4,17 @@
 //! text. Bytes that are not UTF-8 are replaced (U+FFFD) rather than rejected:
 //! a stray byte in an interface name must not hide a whole family, and the
 //! parsers reject whatever no longer makes sense.
+//!
+//! A file read every cycle is a [`KernelFile`]: its descriptor stays open and
+//! each cycle reads it again from offset 0 (procfs and sysfs regenerate the
+//! content on every read from the start). That costs one `pread` and the
+//! read that sees the end, instead of open, statx, lseek, reads and close: 24
+//! files a cycle, four fewer system calls each, and no path lookup in /proc.
 
+use std::fs::File;
 use std::io::Read;
-use std::path::Path;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
 
 use super::error::CollectError;
 
@@ -23,11 +31,86 @@ pub fn read_into(path: &Path, buf: &mut String) -> Result<(), CollectError> {
             path: path.to_path_buf(),
             source,
         })?;
-    *buf = match String::from_utf8(bytes) {
+    *buf = text(bytes);
+    Ok(())
+}
+
+/// A kernel file read every cycle through one descriptor kept open.
+#[derive(Debug)]
+pub struct KernelFile {
+    path: PathBuf,
+    file: Option<File>,
+}
+
+impl KernelFile {
+    /// The file at `path`, opened at its first read.
+    pub fn new(path: PathBuf) -> Self {
+        KernelFile { path, file: None }
+    }
+
+    /// Where the file is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads the whole file into `buf` (cleared first), as [`read_into`]
+    /// does. A read that fails on the kept descriptor (the file went away,
+    /// a device was removed) closes it and opens the path again once, so the
+    /// error is the one a fresh open gives.
+    pub fn read_into(&mut self, buf: &mut String) -> Result<(), CollectError> {
+        let mut bytes = std::mem::take(buf).into_bytes();
+        let result = match self.read_all(&mut bytes) {
+            Ok(()) => Ok(()),
+            Err(_) => {
+                self.file = None;
+                self.read_all(&mut bytes)
+            }
+        };
+        *buf = text(bytes);
+        result
+    }
+
+    fn read_all(&mut self, bytes: &mut Vec<u8>) -> Result<(), CollectError> {
+        bytes.clear();
+        let file = match &mut self.file {
+            Some(f) => f,
+            None => {
+                let f = File::open(&self.path).map_err(|e| CollectError::from_io(&self.path, e))?;
+                self.file.insert(f)
+            }
+        };
+        let mut from_start = At { file, pos: 0 };
+        from_start
+            .read_to_end(bytes)
+            .map(|_| ())
+            .map_err(|source| CollectError::Read {
+                path: self.path.clone(),
+                source,
+            })
+    }
+}
+
+/// Reads a file from offset 0 with `pread`, so the shared descriptor's
+/// position never matters (and `read_to_end` asks for no size hint: no
+/// statx or lseek).
+struct At<'a> {
+    file: &'a File,
+    pos: u64,
+}
+
+impl Read for At<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.file.read_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+fn text(bytes: Vec<u8>) -> String {
+    match String::from_utf8(bytes) {
         Ok(s) => s,
         Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-    };
-    Ok(())
+    }
 }
 
 /// Reads a whole file as text.
