@@ -56,15 +56,17 @@ impl KernelFile {
     /// Reads the whole file into `buf` (cleared first), as [`read_into`]
     /// does. A read that fails on the kept descriptor (the file went away,
     /// a device was removed) closes it and opens the path again once, so the
-    /// error is the one a fresh open gives.
+    /// error is the one a fresh open gives; an absent file is tried once per
+    /// call.
     pub fn read_into(&mut self, buf: &mut String) -> Result<(), CollectError> {
         let mut bytes = std::mem::take(buf).into_bytes();
+        let kept = self.file.is_some();
         let result = match self.read_all(&mut bytes) {
-            Ok(()) => Ok(()),
-            Err(_) => {
+            Err(_) if kept => {
                 self.file = None;
                 self.read_all(&mut bytes)
             }
+            result => result,
         };
         *buf = text(bytes);
         result
@@ -132,4 +134,41 @@ pub fn read_optional(path: &Path) -> Option<String> {
 /// random bytes through this to the parsers.
 pub fn lossy(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kept_file_is_read_again_from_the_start_each_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meminfo");
+        std::fs::write(&path, "MemTotal: 1 kB\n").unwrap();
+        let mut file = KernelFile::new(path.clone());
+        let mut buf = String::new();
+        file.read_into(&mut buf).unwrap();
+        assert_eq!(buf, "MemTotal: 1 kB\n");
+        // Rewritten in place (as the kernel regenerates it) and longer than
+        // the buffer's capacity: the whole new content, from offset 0.
+        let long = "MemFree: 2 kB\n".repeat(1000);
+        std::fs::write(&path, &long).unwrap();
+        file.read_into(&mut buf).unwrap();
+        assert_eq!(buf, long);
+        std::fs::write(&path, "MemTotal: 3 kB\n").unwrap();
+        file.read_into(&mut buf).unwrap();
+        assert_eq!(
+            buf, "MemTotal: 3 kB\n",
+            "nothing left over from the longer read"
+        );
+    }
+
+    #[test]
+    fn an_absent_kernel_file_is_unavailable() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut file = KernelFile::new(dir.path().join("pressure/irq"));
+        let mut buf = String::new();
+        let err = file.read_into(&mut buf).unwrap_err();
+        assert!(matches!(err, CollectError::Unavailable { .. }), "{err:?}");
+    }
 }
