@@ -150,6 +150,10 @@ fn push_record(row: &mut Row, names: &Names, r: &PressureRecord, rate_us: Option
 pub struct Pressure {
     dir: PathBuf,
     paths: [source::KernelFile; 4],
+    /// Resources whose file was absent: which PSI files exist is fixed when
+    /// the kernel is built (`irq` needs IRQ time accounting), so an absent
+    /// one is not looked up again every cycle.
+    absent: [bool; 4],
     buf: String,
     rates: Rates<&'static str>,
 }
@@ -160,6 +164,7 @@ impl Pressure {
         let dir = settings.roots.proc("pressure");
         Pressure {
             paths: RESOURCES.map(|r| source::KernelFile::new(dir.join(r))),
+            absent: [false; 4],
             dir,
             buf: String::new(),
             rates: Rates::default(),
@@ -204,10 +209,17 @@ impl Collector for Pressure {
     fn collect(&mut self, cycle: &Cycle, out: &mut Vec<Row>) -> Result<(), CollectError> {
         let mut first_error = None;
         let mut found = 0;
-        for (resource, path) in RESOURCES.into_iter().zip(&mut self.paths) {
+        let files = self.paths.iter_mut().zip(&mut self.absent);
+        for (resource, (path, absent)) in RESOURCES.into_iter().zip(files) {
+            if *absent {
+                continue;
+            }
             let sample = match read(path, &mut self.buf) {
                 Ok(Some(s)) => s,
-                Ok(None) => continue,
+                Ok(None) => {
+                    *absent = true;
+                    continue;
+                }
                 // psi=0 answers the same for every file: stop at once.
                 Err(e @ CollectError::Unavailable { .. }) => return Err(e),
                 Err(e) => {
