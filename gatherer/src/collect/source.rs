@@ -10,6 +10,9 @@
 //! content on every read from the start). That costs one `pread` and the
 //! read that sees the end, instead of open, statx, lseek, reads and close: 24
 //! files a cycle, four fewer system calls each, and no path lookup in /proc.
+//! The kernel rewrites these files in place; a file *replaced* by a rename (a
+//! fixture tree under `--procfs` updated that way) would keep being read
+//! from the replaced inode until a read fails.
 
 use std::fs::File;
 use std::io::Read;
