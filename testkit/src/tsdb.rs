@@ -28,22 +28,63 @@ impl Tsdb {
     }
 
     /// Like [`Tsdb::start`], with extra `victoria-metrics` flags
-    /// (`-influx.maxLineSize=1000`).
+    /// (`-influx.maxLineSize=1000`). Samples are deduplicated per series and
+    /// millisecond (`-dedup.minScrapeInterval=1ms`), as QuestDB's DEDUP keeps
+    /// one row.
     pub fn start_with(extra: &[&str]) -> Tsdb {
-        let mut t = Tsdb {
+        let mut all = vec!["-dedup.minScrapeInterval=1ms"];
+        all.extend(extra);
+        let mut t = Tsdb::reserve(tempfile::tempdir().expect("data dir"), &all);
+        t.resume();
+        t
+    }
+
+    /// Reserves ports and a data directory under `parent` (benchmarks put it
+    /// on the disk they measure) with exactly the `extra` flags given (no
+    /// deduplication); starts nothing: [`Tsdb::resume`] does.
+    pub fn reserve_in(parent: &std::path::Path, extra: &[&str]) -> Tsdb {
+        let dir = tempfile::Builder::new()
+            .prefix("hostpulse-vm-")
+            .tempdir_in(parent)
+            .expect("VictoriaMetrics data directory");
+        Tsdb::reserve(dir, extra)
+    }
+
+    fn reserve(dir: tempfile::TempDir, extra: &[&str]) -> Tsdb {
+        Tsdb {
             port: free_port(),
             influx_port: free_port(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
-            dir: tempfile::tempdir().expect("data dir"),
+            dir,
             child: None,
-        };
-        t.resume();
-        t
+        }
     }
 
     /// Its process id, while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
+    }
+
+    /// Its flags.
+    fn args(&self) -> Vec<String> {
+        let mut args = vec![
+            format!("-httpListenAddr=127.0.0.1:{}", self.port),
+            format!("-influxListenAddr=127.0.0.1:{}", self.influx_port),
+            format!(
+                "-storageDataPath={}",
+                self.dir.path().join("data").display()
+            ),
+            "-retentionPeriod=100y".to_string(),
+            "-search.latencyOffset=0s".to_string(),
+            "-loggerLevel=ERROR".to_string(),
+        ];
+        args.extend(self.extra.iter().cloned());
+        args
+    }
+
+    /// The command it runs, as a report shows it.
+    pub fn command_line(&self) -> String {
+        format!("victoria-metrics {}", self.args().join(" "))
     }
 
     /// (Re)starts it on its ports and data; waits until `/health` answers
@@ -52,19 +93,7 @@ impl Tsdb {
         assert!(self.child.is_none(), "already running");
         let log = std::fs::File::create(self.log_path()).expect("a log file");
         let child = Command::new("victoria-metrics")
-            .arg(format!("-httpListenAddr=127.0.0.1:{}", self.port))
-            .arg(format!("-influxListenAddr=127.0.0.1:{}", self.influx_port))
-            .arg(format!(
-                "-storageDataPath={}",
-                self.dir.path().join("data").display()
-            ))
-            .args([
-                "-retentionPeriod=100y",
-                "-search.latencyOffset=0s",
-                "-dedup.minScrapeInterval=1ms",
-                "-loggerLevel=ERROR",
-            ])
-            .args(&self.extra)
+            .args(self.args())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
