@@ -16,7 +16,7 @@
 //! - [`cycles`]: real collection cycles from this host, in the order a
 //!   streaming gatherer produces them.
 //! - [`procstat`]: CPU time and memory of a process, and busy CPU time of the
-//!   whole machine, read from `/proc`.
+//!   whole machine, read from `/proc` (`hostpulse_testkit::procstat`).
 //! - [`pki`]: a throw-away CA, server and client certificate (the `openssl`
 //!   CLI), for `loadgen --tls` and `--mtls`.
 //! - [`interrupted`]: Ctrl-C or SIGTERM, for a clean stop.
@@ -25,7 +25,7 @@
 
 pub mod cycles;
 pub mod pki;
-pub mod procstat;
+pub use hostpulse_testkit::procstat;
 
 /// Resolves on Ctrl-C or SIGTERM: every binary here stops cleanly on both
 /// (loadgen stops its reporter, otlp_sink prints its counts).

@@ -15,7 +15,8 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+#[cfg(test)]
+use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// A directory under the system's temporary directory, removed with
@@ -73,108 +74,31 @@ pub struct Pki {
 
 impl Pki {
     /// Runs `openssl` in `dir` to make the CA and both certificates (a few
-    /// tens of milliseconds). Fails with openssl's own message.
-    pub fn generate(dir: &Path) -> Result<Pki, String> {
-        let ec = [
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-        ];
-        openssl(
-            dir,
-            &["req", "-x509"],
-            &ec,
-            &[
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.pem",
-                "-days",
-                "30",
-                "-subj",
-                "/CN=hostpulse loadgen CA",
-                "-addext",
-                "basicConstraints=critical,CA:TRUE",
-                "-addext",
-                "keyUsage=critical,keyCertSign,cRLSign",
-            ],
-        )?;
-        let issue = |name: &str, subject: &str, ext: &str| -> Result<(), String> {
-            let (key, csr, pem, extfile) = (
-                format!("{name}.key"),
-                format!("{name}.csr"),
-                format!("{name}.pem"),
-                format!("{name}.ext"),
-            );
-            openssl(
-                dir,
-                &["req", "-new"],
-                &ec,
-                &["-keyout", &key, "-out", &csr, "-subj", subject],
-            )?;
-            std::fs::write(dir.join(&extfile), ext)
-                .map_err(|e| format!("writing {}: {e}", dir.join(&extfile).display()))?;
-            openssl(
-                dir,
-                &["x509", "-req"],
-                &[],
-                &[
-                    "-in",
-                    &csr,
-                    "-CA",
-                    "ca.pem",
-                    "-CAkey",
-                    "ca.key",
-                    "-CAcreateserial",
-                    "-days",
-                    "30",
-                    "-extfile",
-                    &extfile,
-                    "-out",
-                    &pem,
-                ],
-            )
+    /// tens of milliseconds), with the tests' certificate maker
+    /// ([`hostpulse_testkit::Pki`]); panics with openssl's own message.
+    pub fn generate(dir: &Path) -> Pki {
+        let make = hostpulse_testkit::Pki {
+            dir: dir.to_path_buf(),
         };
-        issue(
+        make.ca("ca");
+        make.leaf_for(
             "server",
-            "/CN=reporter",
-            "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
-        )?;
+            "reporter",
+            "ca",
+            "serverAuth",
+            Some("IP:127.0.0.1,DNS:localhost"),
+        );
         // One certificate for every simulated node: its CN is a pattern
         // that allows their node ids (loadgen-00000...) under the reporter's
         // default --node-binding auto.
-        issue("client", "/CN=loadgen-*", "extendedKeyUsage=clientAuth\n")?;
-        Ok(Pki {
+        make.leaf_for("client", "loadgen-*", "ca", "clientAuth", None);
+        Pki {
             ca: dir.join("ca.pem"),
             server_cert: dir.join("server.pem"),
             server_key: dir.join("server.key"),
             client_cert: dir.join("client.pem"),
             client_key: dir.join("client.key"),
-        })
-    }
-}
-
-/// `openssl <command> <options> <args>` in `dir`; its stderr is the error.
-fn openssl(dir: &Path, command: &[&str], options: &[&str], args: &[&str]) -> Result<(), String> {
-    let out = Command::new("openssl")
-        .args(command)
-        .args(options)
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("running openssl (is it installed?): {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "openssl {} failed ({}): {}",
-            command.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
+        }
     }
 }
 
@@ -200,7 +124,7 @@ mod tests {
     #[test]
     fn certificates_chain_to_the_ca_with_their_purposes() {
         let dir = TempDir::new("hostpulse-pki-test").unwrap();
-        let pki = Pki::generate(dir.path()).unwrap();
+        let pki = Pki::generate(dir.path());
         assert!(verify(dir.path(), "sslserver", &pki.server_cert).contains("OK"));
         assert!(verify(dir.path(), "sslclient", &pki.client_cert).contains("OK"));
         for key in [&pki.server_key, &pki.client_key] {

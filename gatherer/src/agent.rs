@@ -20,16 +20,23 @@
 //! is deliberately not read through `--procfs`: that root is the host's, and
 //! inside a container `/host/proc/self` does not name this process.
 
-use std::path::Path;
 use std::time::Duration;
 
 use procfs::FromRead;
 
 use crate::collect::Collectors;
+use crate::collect::source::KernelFile;
 use crate::row::Row;
 
 /// Builds the `hostpulse_self` row for a cycle.
-pub fn row(ts: i64, cycle: Duration, rows: usize, failed: usize, collectors: &Collectors) -> Row {
+pub fn row(
+    ts: i64,
+    cycle: Duration,
+    rows: usize,
+    failed: usize,
+    collectors: &mut Collectors,
+) -> Row {
+    let own = collectors.own_stat().read();
     let mut row = Row::new("hostpulse_self", ts).tag("component", "gatherer");
     row.int("cycles_total", collectors.cycles());
     row.float("cycle_seconds", cycle.as_secs_f64());
@@ -41,7 +48,7 @@ pub fn row(ts: i64, cycle: Duration, rows: usize, failed: usize, collectors: &Co
         disabled += u64::from(status.disabled);
     }
     row.int("families_disabled", disabled);
-    if let Some(own) = own_usage(Path::new("/proc/self/stat")) {
+    if let Some(own) = own {
         row.float("cpu_seconds_total", own.cpu_seconds);
         row.int("rss_bytes", own.rss_bytes);
     }
@@ -70,12 +77,29 @@ struct OwnUsage {
     rss_bytes: u64,
 }
 
-fn own_usage(stat: &Path) -> Option<OwnUsage> {
-    let bytes = std::fs::read(stat).ok()?;
-    let stat = procfs::process::Stat::from_read(bytes.as_slice()).ok()?;
-    let ticks = procfs::ticks_per_second().max(1) as f64;
-    Some(OwnUsage {
-        cpu_seconds: (stat.utime.saturating_add(stat.stime)) as f64 / ticks,
-        rss_bytes: stat.rss.saturating_mul(procfs::page_size()),
-    })
+/// This process's `/proc/self/stat`, kept open and re-read each cycle.
+pub struct OwnStat {
+    file: KernelFile,
+    buf: String,
+}
+
+impl Default for OwnStat {
+    fn default() -> Self {
+        OwnStat {
+            file: KernelFile::new("/proc/self/stat".into()),
+            buf: String::new(),
+        }
+    }
+}
+
+impl OwnStat {
+    fn read(&mut self) -> Option<OwnUsage> {
+        self.file.read_into(&mut self.buf).ok()?;
+        let stat = procfs::process::Stat::from_read(self.buf.as_bytes()).ok()?;
+        let ticks = procfs::ticks_per_second().max(1) as f64;
+        Some(OwnUsage {
+            cpu_seconds: (stat.utime.saturating_add(stat.stime)) as f64 / ticks,
+            rss_bytes: stat.rss.saturating_mul(procfs::page_size()),
+        })
+    }
 }

@@ -45,7 +45,7 @@ fn run(tree: &str) -> Outcome {
         Duration::from_millis(1),
         rows.len(),
         0,
-        &collectors,
+        &mut collectors,
     );
     Outcome {
         first: first_rows,

@@ -608,7 +608,7 @@ mod tests {
     }
 
     fn identity(
-        pki: &e2e::Pki,
+        pki: &hostpulse_testkit::Pki,
         cert: &str,
         key: &str,
         usage: Usage,
@@ -630,7 +630,7 @@ mod tests {
     #[test]
     fn good_material_passes_and_its_names_are_read() {
         let dir = tempfile::tempdir().unwrap();
-        let pki = e2e::Pki::new(dir.path());
+        let pki = hostpulse_testkit::Pki::new(dir.path());
         let now = SystemTime::now();
         let id = identity(&pki, "client", "client", Usage::Client, now).unwrap();
         assert_eq!(id.leaf.common_names, ["client"]);
@@ -646,7 +646,7 @@ mod tests {
     #[test]
     fn each_problem_names_the_file_and_the_fix() {
         let dir = tempfile::tempdir().unwrap();
-        let pki = e2e::Pki::new(dir.path());
+        let pki = hostpulse_testkit::Pki::new(dir.path());
         let now = SystemTime::now();
         let msg = |r: Result<Identity, CertError>| r.unwrap_err().to_string();
 

@@ -108,8 +108,8 @@
 
 #![forbid(unsafe_code)]
 
+use hostpulse_testkit::{Tsdb, procstat};
 use std::io::BufRead;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -117,7 +117,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use gatherer::collect::{Collectors, Family, Settings};
 use gatherer::run::collect_cycle;
-use hostpulse_proto::codec::{DecodedRow, Dictionary, StreamDefs};
+use hostpulse_proto::codec::{DecodedRow, Dictionary};
 use hostpulse_proto::pb;
 use hostpulse_proto::row::{Row, Value};
 use prost::Message;
@@ -342,11 +342,10 @@ impl Workload {
             for cycle in 0..cycles {
                 let ts = first_ts + cycle as i64 * INTERVAL_NS;
                 let cycle_rows: Vec<Row> = rows.iter().map(|r| Row { ts, ..r.clone() }).collect();
-                let compact = dict.encode(cycle as u64 + 1, &cycle_rows, &[]);
+                let sequence = cycle as u64 + 1;
+                let compact = dict.encode(sequence, &cycle_rows, &[]);
                 let stored = dict.complete(&compact);
-                let decoded = StreamDefs::new(usize::MAX)
-                    .decode(&stored)
-                    .expect("a batch of this host decodes");
+                let decoded = hostpulse_testkit::batch::decoded_rows(sequence, &cycle_rows);
                 slots[cycle * nodes + node] = Some(Arc::new(AcceptedBatch {
                     node: Arc::clone(&name),
                     decoded,
@@ -448,13 +447,6 @@ fn sendable(v: &Value) -> bool {
 
 // ---------------------------------------------------------------- helpers
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port on 127.0.0.1")
-        .port()
-}
-
 fn median(values: &[f64]) -> f64 {
     let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
     if v.is_empty() {
@@ -469,38 +461,21 @@ fn median(values: &[f64]) -> f64 {
     }
 }
 
-fn clock_ticks() -> f64 {
-    command_output("getconf", &["CLK_TCK"])
-        .parse()
-        .unwrap_or(100.0)
-}
-
-/// User + system CPU seconds of a process (all its threads).
+/// User + system CPU seconds of a process (all its threads); NaN when
+/// unreadable.
 fn cpu_seconds(pid: u32) -> f64 {
-    stat_cpu(&format!("/proc/{pid}/stat"))
+    seconds(procstat::cpu_ticks(procstat::Process::Pid(pid)))
 }
 
 /// User + system CPU seconds of one thread of this process.
 fn thread_cpu(tid: u32) -> f64 {
-    stat_cpu(&format!("/proc/self/task/{tid}/stat"))
+    seconds(procstat::cpu_ticks(procstat::Process::OwnThread(tid)))
 }
 
-/// User + system CPU seconds in a `stat` file of procfs.
-fn stat_cpu(path: &str) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(path) else {
-        return f64::NAN;
-    };
-    // Fields after the command name (which may hold spaces) end with ')'.
-    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
-        return f64::NAN;
-    };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 here.
-    let ticks: f64 = fields
-        .get(11..13)
-        .map(|f| f.iter().filter_map(|x| x.parse::<f64>().ok()).sum())
-        .unwrap_or(f64::NAN);
-    ticks / clock_ticks()
+fn seconds(ticks: std::io::Result<u64>) -> f64 {
+    ticks.map_or(f64::NAN, |t| {
+        t as f64 / procstat::clock_ticks_per_second() as f64
+    })
 }
 
 fn self_cpu() -> f64 {
@@ -637,71 +612,24 @@ fn wait_child(mut child: Child, limit: Duration) -> Option<String> {
     Some(text)
 }
 
-/// A VictoriaMetrics on 127.0.0.1 with its own data directory; stopped with
-/// SIGTERM on drop.
-struct Vm {
-    port: u16,
-    data: tempfile::TempDir,
-    child: Option<Child>,
+/// A VictoriaMetrics on 127.0.0.1 with its own data directory under the
+/// bench's `--dir`, stopped with SIGTERM on drop: the tests' guard
+/// ([`Tsdb`]), without deduplication.
+type Vm = Tsdb;
+
+/// How the bench reads a [`Vm`].
+trait VmExt {
+    /// User + system CPU seconds of the server so far (NaN when stopped).
+    fn cpu(&self) -> f64;
+    /// `GET path_and_query`: the body of a 2xx answer.
+    fn get(&self, path_and_query: &str) -> Option<String>;
+    /// Samples stored between the workload's first and last timestamps.
+    fn count_samples(&self, work: &Workload) -> Option<u64>;
 }
 
-impl Vm {
-    /// Reserves a port and a data directory; starts nothing.
-    fn new(dir: &Path) -> Vm {
-        Vm {
-            port: free_port(),
-            data: tempfile::Builder::new()
-                .prefix("durability-vm-")
-                .tempdir_in(dir)
-                .expect("VictoriaMetrics data directory"),
-            child: None,
-        }
-    }
-
-    fn args(&self) -> Vec<String> {
-        vec![
-            format!("-httpListenAddr=127.0.0.1:{}", self.port),
-            format!("-storageDataPath={}", self.data.path().display()),
-            "-retentionPeriod=100y".into(),
-            "-search.latencyOffset=0s".into(),
-            "-loggerLevel=ERROR".into(),
-        ]
-    }
-
-    fn command_line(&self) -> String {
-        format!("victoria-metrics {}", self.args().join(" "))
-    }
-
-    /// Starts it and waits until `/health` answers 200.
-    fn start(&mut self) {
-        let child = Command::new("victoria-metrics")
-            .args(self.args())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("victoria-metrics is installed");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if self.get("/health").is_some() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        panic!("VictoriaMetrics did not answer within 30 s");
-    }
-
-    fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
-    }
-
+impl VmExt for Vm {
     fn cpu(&self) -> f64 {
         self.pid().map_or(f64::NAN, cpu_seconds)
-    }
-
-    fn conf(&self) -> String {
-        format!("http::addr=127.0.0.1:{};protocol_version=1;", self.port)
     }
 
     fn get(&self, path_and_query: &str) -> Option<String> {
@@ -710,7 +638,6 @@ impl Vm {
         response.body_mut().read_to_string().ok()
     }
 
-    /// Samples stored between the workload's first and last timestamps.
     fn count_samples(&self, work: &Workload) -> Option<u64> {
         self.get("/internal/force_flush")?;
         let window_s = (work.last_ts - work.first_ts) / 1_000_000_000 + 5;
@@ -728,28 +655,6 @@ impl Vm {
             .as_str()
             .and_then(|s| s.parse::<f64>().ok())
             .map(|f| f as u64)
-    }
-
-    /// SIGTERM, then SIGKILL after 20 s.
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            signal(c.id(), "TERM");
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = c.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Vm {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 
@@ -1120,7 +1025,7 @@ fn drain_section(rt: &tokio::runtime::Runtime, args: &Args, work: &Arc<Workload>
         work.rows(),
         work.samples()
     );
-    println!("`{}`\n", Vm::new(&args.dir).command_line());
+    println!("`{}`\n", Vm::reserve_in(&args.dir, &[]).command_line());
     println!(
         "| run | path | seconds | rows/s | samples/s | requests | in flush / Store::write s | ILP encoding s | drainer's own s (of which Spool::open) | bench CPU s | VM CPU s | samples in VM |"
     );
@@ -1200,8 +1105,8 @@ fn verified_text(found: Option<u64>, expected: u64) -> String {
 }
 
 fn drain_direct(args: &Args, work: &Workload) -> DrainRun {
-    let mut vm = Vm::new(&args.dir);
-    vm.start();
+    let mut vm = Vm::reserve_in(&args.dir, &[]);
+    vm.resume();
     let mut sender = Sender::from_conf(vm.conf()).expect("questdb-rs sender");
     let mut buf = sender.new_buffer();
     let (cpu0, vm_cpu0) = (self_cpu(), vm.cpu());
@@ -1272,8 +1177,8 @@ fn drain_spool(rt: &tokio::runtime::Runtime, args: &Args, work: &Arc<Workload>) 
         let guard = open_spool(dir.path(), Vec::new());
         rt.block_on(fill(Arc::clone(&guard.0), Arc::clone(work), FILL_WRITERS));
     }
-    let mut vm = Vm::new(&args.dir);
-    vm.start();
+    let mut vm = Vm::reserve_in(&args.dir, &[]);
+    vm.resume();
     let (store, log) = timed_questdb(&vm.conf());
     let (cpu0, vm_cpu0) = (self_cpu(), vm.cpu());
     let start = Instant::now();
@@ -1373,14 +1278,14 @@ fn catchup_section(rt: &tokio::runtime::Runtime, args: &Args, work: &Arc<Workloa
 
 fn catchup_run(rt: &tokio::runtime::Runtime, args: &Args, work: &Arc<Workload>) -> CatchupRun {
     let dir = spool_dir(&args.dir);
-    let mut vm = Vm::new(&args.dir);
+    let mut vm = Vm::reserve_in(&args.dir, &[]);
     let (store, log) = timed_questdb(&vm.conf());
     let guard = open_spool(dir.path(), vec![store]);
     let start = Instant::now();
     rt.block_on(fill(Arc::clone(&guard.0), Arc::clone(work), work.nodes));
     let fill_secs = start.elapsed().as_secs_f64();
     std::thread::sleep(Duration::from_secs(args.hold));
-    vm.start();
+    vm.resume();
     let back = Instant::now();
     let done = wait_drained(&guard.0, work.len() as u64);
     drop(guard);

@@ -267,7 +267,7 @@ mod tests {
     use crate::tls::TlsFiles;
     use rustls::pki_types::pem::PemObject;
 
-    fn chain(pki: &e2e::Pki, name: &str) -> Vec<CertificateDer<'static>> {
+    fn chain(pki: &hostpulse_testkit::Pki, name: &str) -> Vec<CertificateDer<'static>> {
         CertificateDer::pem_file_iter(pki.pem(name))
             .unwrap()
             .collect::<Result<_, _>>()
@@ -275,7 +275,7 @@ mod tests {
     }
 
     fn policy(
-        pki: &e2e::Pki,
+        pki: &hostpulse_testkit::Pki,
         client_ca: bool,
         tokens: Option<&str>,
     ) -> (Policy, tempfile::TempDir) {
@@ -303,7 +303,7 @@ mod tests {
     #[test]
     fn client_certificates_are_judged_against_the_client_ca() {
         let dir = tempfile::tempdir().unwrap();
-        let pki = e2e::Pki::new(dir.path());
+        let pki = hostpulse_testkit::Pki::new(dir.path());
         let (policy, _t) = policy(&pki, true, None);
         let admin = "/hostpulse.v1.Admin/ListNodes";
         assert_eq!(
@@ -339,7 +339,7 @@ mod tests {
     #[test]
     fn everything_but_health_and_reflection_is_protected() {
         let dir = tempfile::tempdir().unwrap();
-        let pki = e2e::Pki::new(dir.path());
+        let pki = hostpulse_testkit::Pki::new(dir.path());
         let (policy, _t) = policy(&pki, true, Some("t0k\n"));
         for open in [
             "/grpc.health.v1.Health/Check",
@@ -394,7 +394,7 @@ mod tests {
     #[test]
     fn the_credential_that_passed_bounds_the_node_ids_of_the_hello() {
         let dir = tempfile::tempdir().unwrap();
-        let pki = e2e::Pki::new(dir.path());
+        let pki = hostpulse_testkit::Pki::new(dir.path());
         let (policy, _t) = policy(&pki, true, Some("# staff\nt0k node=cl*\n"));
         let ingest = "/hostpulse.v1.Ingest/Stream";
         let credential = policy
@@ -419,7 +419,7 @@ mod tests {
     #[test]
     fn without_a_client_ca_or_tokens_nothing_is_required() {
         let dir = tempfile::tempdir().unwrap();
-        let pki = e2e::Pki::new(dir.path());
+        let pki = hostpulse_testkit::Pki::new(dir.path());
         let (policy, _t) = policy(&pki, false, None);
         assert!(!policy.requires_credentials());
         assert_eq!(

@@ -208,6 +208,18 @@ pub struct Args {
     pub ops: hostpulse_ops::cli::OpsArgs,
 }
 
+impl Args {
+    /// What a batch may contain, from `--max-sample-age`, `--max-clock-skew`
+    /// and `--custom-tables`.
+    pub fn admission_options(&self) -> crate::admission::AdmissionOptions {
+        crate::admission::AdmissionOptions {
+            max_sample_age: self.max_sample_age,
+            max_clock_skew: self.max_clock_skew,
+            custom_tables: self.custom_tables.0.clone(),
+        }
+    }
+}
+
 /// Sizes like `1073741824`, `512MiB`, `1GiB`, `64M` (K/M/G/T are powers of 1024).
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();

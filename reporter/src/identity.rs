@@ -279,14 +279,14 @@ mod tests {
         assert_eq!(token(Binding::Off, Some("web-*")).allows("db-1"), Ok(()));
     }
 
-    fn cert(pki: &e2e::Pki, name: &str) -> CertificateDer<'static> {
+    fn cert(pki: &hostpulse_testkit::Pki, name: &str) -> CertificateDer<'static> {
         CertificateDer::from_pem_file(pki.pem(name)).unwrap()
     }
 
     #[test]
     fn certificates_bind_their_cn_and_dns_names() {
         let dir = tempfile::tempdir().unwrap();
-        let pki = e2e::Pki::new(dir.path());
+        let pki = hostpulse_testkit::Pki::new(dir.path());
         // CN=client, no SAN.
         let by_cn = |binding, token_nodes| Credential {
             binding,

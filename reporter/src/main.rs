@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hostpulse_ops::daemon::{self, Threads};
-use reporter::admission::{Admission, AdmissionOptions};
+use reporter::admission::Admission;
 use reporter::cli::Args;
 use reporter::config::{self, ConfigStore};
 use reporter::ingest::{Shared, StreamLimits};
@@ -184,31 +184,9 @@ async fn run(args: Args) -> ExitCode {
         spool: spool.clone(),
         metrics: Metrics::default(),
         auth: Arc::clone(&security.stats),
-        admission: Admission::new(AdmissionOptions {
-            max_sample_age: args.max_sample_age,
-            max_clock_skew: args.max_clock_skew,
-            custom_tables: args.custom_tables.0.clone(),
-        }),
+        admission: Admission::new(args.admission_options()),
     });
-    let options = ServerOptions {
-        max_streams: args.max_streams,
-        max_pending_streams: args.max_pending_streams,
-        connections: reporter::listener::ConnectionLimits {
-            handshake_timeout: args.handshake_timeout,
-            max_pending: args
-                .max_pending_connections
-                .unwrap_or_else(reporter::listener::default_max_pending),
-        },
-        max_message_bytes: args.max_message_bytes,
-        idle_timeout: args.idle_timeout,
-        // Streams end themselves at 85-100% of the age; the transport's own
-        // age is the backstop for everything else (Tail streams, idle connections).
-        max_connection_age: args.max_connection_age,
-        max_connection_age_grace: args.max_connection_age_grace,
-        keepalive_interval: Duration::from_secs(10),
-        keepalive_timeout: Duration::from_secs(10),
-        health: tonic_health::server::HealthReporter::new(),
-    };
+    let options = ServerOptions::from_args(&args);
     let local = listener
         .local_addr()
         .map(|a| a.to_string())

@@ -49,6 +49,32 @@ pub struct ServerOptions {
     pub health: tonic_health::server::HealthReporter,
 }
 
+impl ServerOptions {
+    /// The settings the command line gives (HTTP/2 PINGs every 10 s, 10 s
+    /// to answer), with a fresh health reporter.
+    pub fn from_args(args: &crate::cli::Args) -> ServerOptions {
+        ServerOptions {
+            max_streams: args.max_streams,
+            max_pending_streams: args.max_pending_streams,
+            connections: crate::listener::ConnectionLimits {
+                handshake_timeout: args.handshake_timeout,
+                max_pending: args
+                    .max_pending_connections
+                    .unwrap_or_else(crate::listener::default_max_pending),
+            },
+            max_message_bytes: args.max_message_bytes,
+            idle_timeout: args.idle_timeout,
+            // Streams end themselves at 85-100% of the age; the transport's own
+            // age is the backstop for everything else (Tail streams, idle connections).
+            max_connection_age: args.max_connection_age,
+            max_connection_age_grace: args.max_connection_age_grace,
+            keepalive_interval: Duration::from_secs(10),
+            keepalive_timeout: Duration::from_secs(10),
+            health: tonic_health::server::HealthReporter::new(),
+        }
+    }
+}
+
 /// Why the server could not start or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {

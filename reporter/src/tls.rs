@@ -343,7 +343,10 @@ mod tests {
         }
     }
 
-    fn client(pki: &e2e::Pki, identity: Option<(&str, &str)>) -> tokio_rustls::TlsConnector {
+    fn client(
+        pki: &hostpulse_testkit::Pki,
+        identity: Option<(&str, &str)>,
+    ) -> tokio_rustls::TlsConnector {
         let mut roots = RootCertStore::empty();
         for ca in CertificateDer::pem_file_iter(pki.pem("ca1")).unwrap() {
             let ca = ca.unwrap();
@@ -381,7 +384,7 @@ mod tests {
     #[tokio::test]
     async fn the_handshake_defers_the_issuer_but_proves_the_key() {
         let dir = tempfile::tempdir().unwrap();
-        let pki = e2e::Pki::new(dir.path());
+        let pki = hostpulse_testkit::Pki::new(dir.path());
         let material = Material::load(&TlsFiles {
             cert: pki.pem("server").into(),
             key: pki.key("server").into(),
@@ -404,7 +407,7 @@ mod tests {
     #[test]
     fn bad_material_is_refused_with_the_flag_and_file() {
         let dir = tempfile::tempdir().unwrap();
-        let pki = e2e::Pki::new(dir.path());
+        let pki = hostpulse_testkit::Pki::new(dir.path());
         let files = |cert: &str, key: &str| TlsFiles {
             cert: cert.into(),
             key: key.into(),

@@ -37,7 +37,7 @@ fn rows_of(tree: &Path) -> Vec<Row> {
         Duration::from_millis(3),
         rows.len(),
         0,
-        &collectors,
+        &mut collectors,
     ));
     rows.extend(every_node_event());
     rows

@@ -10,200 +10,52 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use hostpulse_proto::codec::{DecodedBatch, DecodedRow, RowKeyDef};
+use hostpulse_proto::codec::DecodedRow;
 use hostpulse_proto::pb;
 use hostpulse_proto::row::Value;
+use hostpulse_testkit::batch::{decoded, decoded_row as row};
+use hostpulse_testkit::{Tsdb, free_port};
 use reporter::sink::AcceptedBatch;
 use reporter::store::questdb::{QuestDbStore, SCHEMA_SQL, SchemaError, apply_schema};
 use reporter::store::{Store, StoreError};
 
 // ---------------------------------------------------------------- harness
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port on 127.0.0.1")
+/// VictoriaMetrics ([`Tsdb`]) as these tests address and read it.
+trait VmExt {
+    /// The questdb-rs configuration for its ILP/HTTP endpoint, with no
+    /// protocol version (the store's own detection runs).
+    fn http_conf(&self) -> String;
+    /// Every sample of the series whose name matches `regex`:
+    /// labels → (timestamps in ms, values).
+    fn samples(&self, regex: &str) -> BTreeMap<BTreeMap<String, String>, Vec<(i64, f64)>>;
 }
 
-fn http_get(url: &str) -> Result<(u16, String), String> {
-    let agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .proxy(None)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .new_agent();
-    let mut response = agent.get(url).call().map_err(|e| e.to_string())?;
-    let status = response.status().as_u16();
-    let body = response
-        .body_mut()
-        .read_to_string()
-        .map_err(|e| e.to_string())?;
-    Ok((status, body))
-}
-
-/// A VictoriaMetrics process; killed on drop.
-struct Vm {
-    child: Option<Child>,
-    port: u16,
-    influx_port: u16,
-    data: PathBuf,
-    extra: Vec<String>,
-    _dir: tempfile::TempDir,
-}
-
-impl Vm {
-    fn start(extra: &[&str]) -> Vm {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let mut vm = Vm {
-            child: None,
-            port: free_port(),
-            influx_port: free_port(),
-            data: dir.path().join("data"),
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-            _dir: dir,
-        };
-        vm.spawn();
-        vm
-    }
-
-    /// Starts the process (again) on the same ports and data directory.
-    fn spawn(&mut self) {
-        assert!(self.child.is_none(), "already running");
-        let log = std::fs::File::create(self.data.with_extension("log")).expect("a log file");
-        let child = Command::new("victoria-metrics")
-            .arg(format!("-httpListenAddr=127.0.0.1:{}", self.port))
-            .arg(format!("-influxListenAddr=127.0.0.1:{}", self.influx_port))
-            .arg(format!("-storageDataPath={}", self.data.display()))
-            .arg("-retentionPeriod=100y")
-            .arg("-search.latencyOffset=0s")
-            .arg("-dedup.minScrapeInterval=1ms")
-            .args(&self.extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot run victoria-metrics ({e}): these tests need the Debian package \
-                     `victoria-metrics` (apt-get install -y victoria-metrics)"
-                )
-            });
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok((200, _)) = http_get(&format!("{}/health", self.url())) {
-                break;
-            }
-            if let Some(child) = self.child.as_mut()
-                && let Ok(Some(status)) = child.try_wait()
-            {
-                panic!(
-                    "victoria-metrics exited at start ({status}); see {}",
-                    self.log()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "victoria-metrics did not answer /health; see {}",
-                self.log()
-            );
-            thread::sleep(Duration::from_millis(50));
-        }
-        // The influx TCP listener starts next to the HTTP one; wait for it too.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", self.influx_port)).is_err() {
-            assert!(Instant::now() < deadline, "no influx TCP listener");
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn log(&self) -> String {
-        let path = self.data.with_extension("log");
-        std::fs::read_to_string(&path).unwrap_or_else(|_| format!("{}", path.display()))
-    }
-
-    /// Stops the process the way a service manager does (SIGTERM: it
-    /// flushes what it acknowledged), SIGKILL after 10 s.
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(child.id().to_string())
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
+impl VmExt for Tsdb {
     fn http_conf(&self) -> String {
         format!("http::addr=127.0.0.1:{};", self.port)
     }
 
-    /// Every sample of the series whose name matches `regex`:
-    /// labels → (timestamps in ms, values).
-    fn export(&self, regex: &str) -> BTreeMap<BTreeMap<String, String>, Vec<(i64, f64)>> {
-        let (status, _) = http_get(&format!("{}/internal/force_flush", self.url())).unwrap();
-        assert_eq!(status, 200, "force_flush");
-        let selector = format!("{{__name__=~\"{regex}\"}}");
-        let url = format!("{}/api/v1/export?match[]={}", self.url(), encode(&selector));
-        let (status, body) = http_get(&url).unwrap();
-        assert_eq!(status, 200, "export: {body}");
-        let mut out = BTreeMap::new();
-        for line in body.lines().filter(|l| !l.trim().is_empty()) {
-            let v: serde_json::Value = serde_json::from_str(line).expect("an export line");
-            let labels: BTreeMap<String, String> = v["metric"]
-                .as_object()
-                .expect("metric")
-                .iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
-                .collect();
-            let ts = v["timestamps"].as_array().expect("timestamps");
-            let values = v["values"].as_array().expect("values");
-            let samples = ts
-                .iter()
-                .zip(values)
-                .map(|(t, v)| (t.as_i64().unwrap(), v.as_f64().unwrap()))
-                .collect();
-            out.insert(labels, samples);
-        }
-        out
+    fn samples(&self, regex: &str) -> BTreeMap<BTreeMap<String, String>, Vec<(i64, f64)>> {
+        self.export(&format!("{{__name__=~\"{regex}\"}}"))
+            .into_iter()
+            .map(|(metric, values, ts)| {
+                let labels = metric
+                    .as_object()
+                    .expect("metric")
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+                    .collect();
+                (labels, ts.into_iter().zip(values).collect())
+            })
+            .collect()
     }
-}
-
-impl Drop for Vm {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                char::from(b).to_string()
-            }
-            b => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 fn decode(s: &str) -> String {
@@ -239,32 +91,10 @@ fn recent_ns(minutes_ago: i64) -> i64 {
     (now_ms - minutes_ago * 60_000) * 1_000_000
 }
 
-fn row(table: &str, tags: &[(&str, &str)], ts: i64, fields: &[(&str, Value)]) -> DecodedRow {
-    DecodedRow {
-        key: Arc::new(RowKeyDef {
-            table: table.to_string(),
-            tags: tags
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        }),
-        ts,
-        fields: fields
-            .iter()
-            .map(|(k, v)| (Arc::from(*k), v.clone()))
-            .collect(),
-    }
-}
-
 fn batch(node: &str, sequence: u64, rows: Vec<DecodedRow>) -> Arc<AcceptedBatch> {
-    let samples = rows.iter().map(|r| r.fields.len()).sum();
     Arc::new(AcceptedBatch {
         node: Arc::from(node),
-        decoded: DecodedBatch {
-            sequence,
-            rows,
-            samples,
-        },
+        decoded: decoded(sequence, rows),
         stored: pb::Batch::default(),
     })
 }
@@ -304,7 +134,7 @@ fn cpu_batch(node: &str, ts: i64) -> Arc<AcceptedBatch> {
 
 #[test]
 fn rows_read_back_with_their_values_timestamps_and_tags() {
-    let vm = Vm::start(&[]);
+    let vm = Tsdb::start_with(&[]);
     let mut store = QuestDbStore::new(&vm.http_conf()).expect("a valid configuration");
     assert_eq!(store.name(), "questdb");
     let t1 = recent_ns(10);
@@ -359,7 +189,7 @@ fn rows_read_back_with_their_values_timestamps_and_tags() {
     ];
     store.write(&batches).expect("the rows are accepted");
 
-    let got = vm.export("cpu_.*");
+    let got = vm.samples("cpu_.*");
     let (ms1, ms2) = (t1 / 1_000_000, t2 / 1_000_000);
     let web_cpu0 = [("node", "web-1"), ("cpu", "0"), ("region", "eu-west")];
     let expect = |name: &str, tags: &[(&str, &str)]| {
@@ -403,7 +233,7 @@ fn rows_read_back_with_their_values_timestamps_and_tags() {
 
 #[test]
 fn a_batch_written_twice_is_stored_once() {
-    let vm = Vm::start(&[]);
+    let vm = Tsdb::start_with(&[]);
     let mut store = QuestDbStore::new(&vm.http_conf()).unwrap();
     let ts = recent_ns(20);
     let b = cpu_batch("web-2", ts);
@@ -413,7 +243,7 @@ fn a_batch_written_twice_is_stored_once() {
     store
         .write(&[b.clone(), cpu_batch("web-2", ts + 10_000_000_000)])
         .unwrap();
-    let got = vm.export("cpu_.*");
+    let got = vm.samples("cpu_.*");
     assert_eq!(got.len(), 3, "{got:?}");
     let ms = ts / 1_000_000;
     for (series, samples) in &got {
@@ -431,7 +261,7 @@ fn a_batch_written_twice_is_stored_once() {
 
 #[test]
 fn a_stopped_server_is_unavailable_and_writing_resumes_when_it_is_back() {
-    let mut vm = Vm::start(&[]);
+    let mut vm = Tsdb::start_with(&[]);
     let mut store = QuestDbStore::new(&vm.http_conf()).unwrap();
     let ts = recent_ns(30);
     store.write(&[cpu_batch("web-3", ts)]).unwrap();
@@ -447,11 +277,11 @@ fn a_stopped_server_is_unavailable_and_writing_resumes_when_it_is_back() {
         }
     }
 
-    vm.spawn();
+    vm.resume();
     store
         .write(std::slice::from_ref(&later))
         .expect("the server is back");
-    let got = vm.export("cpu_user_percent");
+    let got = vm.samples("cpu_user_percent");
     let total = labels(&[
         ("__name__", "cpu_user_percent"),
         ("node", "web-3"),
@@ -467,7 +297,7 @@ fn a_400_from_the_server_is_rejected_with_its_message() {
     // VictoriaMetrics answers 400 to a line longer than -influx.maxLineSize
     // (when the line is also longer than its read block: it silently skips
     // shorter ones).
-    let vm = Vm::start(&["-influx.maxLineSize=1000"]);
+    let vm = Tsdb::start_with(&["-influx.maxLineSize=1000"]);
     let mut store = QuestDbStore::new(&vm.http_conf()).unwrap();
     let long = "x".repeat(100_000);
     let b = batch(
@@ -493,7 +323,7 @@ fn a_400_from_the_server_is_rejected_with_its_message() {
 
 #[test]
 fn ilp_over_tcp_writes_and_reconnects_after_a_restart() {
-    let mut vm = Vm::start(&[]);
+    let mut vm = Tsdb::start_with(&[]);
     let conf = format!("tcp::addr=127.0.0.1:{};", vm.influx_port);
     let mut store = QuestDbStore::new(&conf).unwrap();
     let ts = recent_ns(40);
@@ -516,7 +346,7 @@ fn ilp_over_tcp_writes_and_reconnects_after_a_restart() {
     }
     assert!(failed, "writes over a dead TCP connection never failed");
 
-    vm.spawn();
+    vm.resume();
     store
         .write(std::slice::from_ref(&later))
         .expect("a new connection");
@@ -530,11 +360,11 @@ fn ilp_over_tcp_writes_and_reconnects_after_a_restart() {
     let ms = ts / 1_000_000;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let got = vm.export("cpu_user_percent");
+        let got = vm.samples("cpu_user_percent");
         if got.get(&total) == Some(&vec![(ms, 1.5), (ms + 5_000, 1.5)]) {
             break;
         }
-        assert!(Instant::now() < deadline, "{got:?}\n{}", vm.log());
+        assert!(Instant::now() < deadline, "{got:?}\n{}", vm.log_text());
         thread::sleep(Duration::from_millis(100));
     }
 }
@@ -633,7 +463,7 @@ fn malformed_rows_are_rejected_before_anything_is_sent() {
 #[test]
 fn apply_schema_reaches_the_sql_endpoint_and_reports_a_refusal() {
     // VictoriaMetrics has no /exec: a real server refusing the first statement.
-    let vm = Vm::start(&[]);
+    let vm = Tsdb::start_with(&[]);
     match apply_schema(&vm.http_conf(), SCHEMA_SQL) {
         Err(SchemaError::Refused {
             number: 1,
@@ -1122,7 +952,7 @@ fn https_verifies_the_server_against_tls_roots() {
 async fn one_bad_row_costs_only_itself_on_the_line_protocol_path() {
     use reporter::sink::Sink;
     use reporter::spool::{Spool, SpoolOptions};
-    let vm = Vm::start(&[]);
+    let vm = Tsdb::start_with(&[]);
     let dir = tempfile::tempdir().unwrap();
     let store = QuestDbStore::new(&vm.http_conf()).unwrap();
     let spool = Spool::open(
@@ -1181,7 +1011,7 @@ async fn one_bad_row_costs_only_itself_on_the_line_protocol_path() {
         assert!(Instant::now() < deadline, "{:?}", spool.status());
         thread::sleep(Duration::from_millis(20));
     }
-    let got = vm.export("good.*");
+    let got = vm.samples("good.*");
     let names: Vec<&str> = got.keys().map(|l| l["__name__"].as_str()).collect();
     assert_eq!(
         names,

@@ -8,11 +8,9 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
-use e2e::{Daemon, Tsdb, free_port, grpcurl, last_acked, wait_for, wait_listening};
+use hostpulse_testkit::{Daemon, Tsdb, free_port, grpcurl, last_acked, wait_for, wait_listening};
 
-fn s(list: &[&str]) -> Vec<String> {
-    list.iter().map(|x| x.to_string()).collect()
-}
+use hostpulse_testkit::args as s;
 
 fn reporter(port: u16, dir: &Path, extra: &[&str]) -> Daemon {
     let mut args = s(&["--listen", &format!("127.0.0.1:{port}"), "--spool-dir"]);
@@ -192,7 +190,7 @@ fn a_full_spool_stops_acknowledging_and_recovers_when_the_database_returns() {
 }
 
 fn sqlite(db: &Path, sql: &str) -> String {
-    e2e::try_sqlite(db, sql).unwrap_or_else(|| panic!("query failed: {sql}"))
+    hostpulse_testkit::try_sqlite(db, sql).unwrap_or_else(|| panic!("query failed: {sql}"))
 }
 
 #[test]
@@ -207,7 +205,7 @@ fn the_embedded_store_is_queryable_and_prunes_old_rows() {
     );
     let g = gatherer(port, "a", dir.path(), "100ms");
     wait_for(Duration::from_secs(30), "rows in SQLite", || {
-        e2e::try_sqlite(&db, "select count(*) from hostpulse_self")
+        hostpulse_testkit::try_sqlite(&db, "select count(*) from hostpulse_self")
             .and_then(|n| n.parse::<u64>().ok())
             .unwrap_or(0)
             >= 5

@@ -8,15 +8,15 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::time::Duration;
 
-use e2e::{Daemon, binary, free_port, grpcurl, http, sink_rows, wait_for, wait_listening};
 use hostpulse_proto::codec::StreamDefs;
 use hostpulse_proto::pb;
 use hostpulse_spool::{Entry, RECORD_HEADER_LEN, SegmentEntries};
+use hostpulse_testkit::{
+    Daemon, binary, free_port, grpcurl, http, sink_rows, wait_for, wait_listening,
+};
 use prost::Message;
 
-fn s(list: &[&str]) -> Vec<String> {
-    list.iter().map(|x| x.to_string()).collect()
-}
+use hostpulse_testkit::args as s;
 
 /// A self-contained batch of one `load` row whose `tasks` field is `n`.
 fn record(n: u64) -> Vec<u8> {

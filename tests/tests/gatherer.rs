@@ -4,11 +4,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use e2e::{Process, fixture, root_args, run};
+use hostpulse_testkit::{Process, fixture, root_args, run};
 
-fn args(list: &[&str]) -> Vec<String> {
-    list.iter().map(|s| s.to_string()).collect()
-}
+use hostpulse_testkit::args;
 
 fn num(row: &serde_json::Value, field: &str) -> f64 {
     row["fields"][field]

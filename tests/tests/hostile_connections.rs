@@ -11,8 +11,8 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use e2e::{Daemon, free_port, http, metric, sink_rows, wait_for, wait_listening};
 use hostpulse_proto::pb::{self, gatherer_message::Message};
+use hostpulse_testkit::{Daemon, free_port, http, metric, sink_rows, wait_for, wait_listening};
 use prost::Message as _;
 
 /// The HTTP/2 client preface (RFC 9113 §3.4).
@@ -21,9 +21,7 @@ const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// An empty SETTINGS frame: what a client sends right after the preface.
 const SETTINGS: [u8; 9] = [0, 0, 0, 4, 0, 0, 0, 0, 0];
 
-fn s(list: &[&str]) -> Vec<String> {
-    list.iter().map(|x| x.to_string()).collect()
-}
+use hostpulse_testkit::args as s;
 
 /// Reporter arguments: gRPC on `port`, admin on `admin`, JSON lines to
 /// `dir/rows.jsonl`, no SQLite (fewer descriptors), then `extra`.
@@ -158,7 +156,7 @@ fn idle_and_partial_connections_are_closed_and_cannot_starve_a_gatherer() {
 #[test]
 fn the_tls_listener_closes_unfinished_handshakes_after_the_handshake_timeout() {
     let dir = tempfile::tempdir().unwrap();
-    let pki = e2e::Pki::new(dir.path());
+    let pki = hostpulse_testkit::Pki::new(dir.path());
     let (port, admin) = (free_port(), free_port());
     let (cert, key) = (pki.pem("server"), pki.key("server"));
     let args = reporter_args(
@@ -259,7 +257,7 @@ fn streams_without_hello_wait_apart_and_never_take_a_gatherers_slot() {
     wait_listening(port);
     let started = Instant::now();
     let mute: Vec<_> = (0..3)
-        .map(|_| std::thread::spawn(move || e2e::mute_stream_status(port)))
+        .map(|_| std::thread::spawn(move || hostpulse_testkit::mute_stream_status(port)))
         .collect();
     wait_for(Duration::from_secs(10), "three streams waiting", || {
         metric(admin, "hostpulse_reporter_streams_waiting_hello") == Some(3.0)
@@ -274,11 +272,11 @@ fn streams_without_hello_wait_apart_and_never_take_a_gatherers_slot() {
         "served before the mute streams' Hello deadline"
     );
     // Three wait; one more may; a fifth finds no waiting place.
-    let fourth = std::thread::spawn(move || e2e::mute_stream_status(port));
+    let fourth = std::thread::spawn(move || hostpulse_testkit::mute_stream_status(port));
     wait_for(Duration::from_secs(10), "four streams waiting", || {
         metric(admin, "hostpulse_reporter_streams_waiting_hello") == Some(4.0)
     });
-    let fifth = e2e::mute_stream_status(port);
+    let fifth = hostpulse_testkit::mute_stream_status(port);
     assert!(
         fifth.contains("ResourceExhausted") && fifth.contains("waiting for their Hello"),
         "{fifth}"
@@ -420,7 +418,8 @@ fn streams_past_the_memory_budget_are_refused_while_a_normal_gatherer_is_acknowl
     });
 
     // 8,000 definitions (~1.2 MB estimated), within --max-series-per-stream.
-    let fat_definitions = e2e::raw_messages_status(port, vec![hello("fat-defs"), batch(8_000, 1)]);
+    let fat_definitions =
+        hostpulse_testkit::raw_messages_status(port, vec![hello("fat-defs"), batch(8_000, 1)]);
     assert!(
         fat_definitions.contains("ResourceExhausted")
             && fat_definitions.contains("memory budget is exhausted")
@@ -428,7 +427,8 @@ fn streams_past_the_memory_budget_are_refused_while_a_normal_gatherer_is_acknowl
         "{fat_definitions}"
     );
     // One series, 20,000 samples: ~60 KB on the wire, megabytes decoded.
-    let fat_batch = e2e::raw_messages_status(port, vec![hello("fat-batch"), batch(1, 20_000)]);
+    let fat_batch =
+        hostpulse_testkit::raw_messages_status(port, vec![hello("fat-batch"), batch(1, 20_000)]);
     assert!(
         fat_batch.contains("ResourceExhausted") && fat_batch.contains("this batch"),
         "{fat_batch}"
@@ -440,7 +440,7 @@ fn streams_past_the_memory_budget_are_refused_while_a_normal_gatherer_is_acknowl
         assert!(page.contains(&line), "{line} in:\n{page}");
     }
     // Operators see it in Admin.Status too.
-    let (ok, status, err) = e2e::grpcurl(&[
+    let (ok, status, err) = hostpulse_testkit::grpcurl(&[
         "-plaintext",
         &format!("127.0.0.1:{port}"),
         "hostpulse.v1.Admin/Status",

@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use e2e::binary;
+use hostpulse_testkit::binary;
 use serde_json::Value;
 
 use kustomize::Build;

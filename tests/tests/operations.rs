@@ -9,11 +9,9 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use e2e::{Daemon, binary, free_port, grpcurl, http, wait_for, wait_listening};
+use hostpulse_testkit::{Daemon, binary, free_port, grpcurl, http, wait_for, wait_listening};
 
-fn s(list: &[&str]) -> Vec<String> {
-    list.iter().map(|x| x.to_string()).collect()
-}
+use hostpulse_testkit::args as s;
 
 /// Runs `bin` to completion: (exit code, stdout, stderr).
 fn run(bin: &str, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
@@ -351,7 +349,7 @@ fn admin_ports_serve_metrics_health_and_kubelet_grpc_health() {
 }
 
 fn sqlite(db: &Path, query: &str) -> String {
-    e2e::try_sqlite(db, query).unwrap_or_default()
+    hostpulse_testkit::try_sqlite(db, query).unwrap_or_default()
 }
 
 #[test]

@@ -5,11 +5,9 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
-use e2e::{Daemon, Rows, free_port, grpcurl, sink_rows, wait_for, wait_listening};
+use hostpulse_testkit::{Daemon, Rows, free_port, grpcurl, sink_rows, wait_for, wait_listening};
 
-fn s(list: &[&str]) -> Vec<String> {
-    list.iter().map(|x| x.to_string()).collect()
-}
+use hostpulse_testkit::args as s;
 
 /// A reporter spooling to `dir/spool` and writing JSON lines to `sink`.
 fn reporter(port: u16, sink: &Path, dir: &Path, extra: &[&str]) -> Daemon {
@@ -383,7 +381,7 @@ fn protocol_violations_end_only_their_stream_with_a_precise_status() {
     }
 
     // Garbage bytes where a protobuf message belongs.
-    let status = e2e::raw_stream_status(port, b"\xff\xff\xff\xff not protobuf");
+    let status = hostpulse_testkit::raw_stream_status(port, b"\xff\xff\xff\xff not protobuf");
     assert!(status.contains("InvalidArgument"), "{status}");
 
     // The healthy stream never noticed.
@@ -464,8 +462,9 @@ fn stream_limits_refuse_extra_streams_and_end_silent_ones() {
     );
     // A silent peer holds the only slot until the idle timeout ends its stream.
     let started = std::time::Instant::now();
-    let silent =
-        std::thread::spawn(move || e2e::silent_stream_status(port, &hello_bytes("silent")));
+    let silent = std::thread::spawn(move || {
+        hostpulse_testkit::silent_stream_status(port, &hello_bytes("silent"))
+    });
     wait_for(
         Duration::from_secs(10),
         "the silent stream registered",
@@ -595,41 +594,7 @@ fn a_stream_defining_too_many_series_is_refused_with_resource_exhausted() {
 }
 
 /// Messages of a client written from the .proto alone.
-mod client {
-    use hostpulse_proto::codec::Dictionary;
-    use hostpulse_proto::pb::{self, gatherer_message::Message};
-    use hostpulse_proto::row::Row;
-
-    pub(super) fn hello(node: &str) -> pb::GathererMessage {
-        pb::GathererMessage {
-            message: Some(Message::Hello(pb::Hello {
-                protocol_version: hostpulse_proto::PROTOCOL_VERSION,
-                node_id: node.into(),
-                ..Default::default()
-            })),
-        }
-    }
-
-    /// `rows` as one self-contained batch.
-    pub(super) fn batch(sequence: u64, rows: &[Row]) -> pb::Batch {
-        let mut dict = Dictionary::new();
-        let compact = dict.encode(sequence, rows, &[]);
-        dict.complete(&compact)
-    }
-
-    pub(super) fn message(batch: pb::Batch) -> pb::GathererMessage {
-        pb::GathererMessage {
-            message: Some(Message::Batch(batch)),
-        }
-    }
-
-    pub(super) fn now_ns() -> i64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as i64
-    }
-}
+use hostpulse_testkit::batch as client;
 
 #[test]
 fn hostile_batches_are_refused_before_the_acknowledgement_and_nothing_of_them_is_stored() {
@@ -752,7 +717,10 @@ fn hostile_batches_are_refused_before_the_acknowledgement_and_nothing_of_them_is
     ];
     for (i, (batch, detail)) in cases.into_iter().enumerate() {
         let node = format!("hostile-{i}");
-        let reply = e2e::stream_messages(port, vec![client::hello(&node), client::message(batch)]);
+        let reply = hostpulse_testkit::stream_messages(
+            port,
+            vec![client::hello(&node), client::message(batch)],
+        );
         assert!(
             reply.status.starts_with("InvalidArgument") && reply.status.contains(detail),
             "case {i}: want {detail}: {}",
@@ -763,7 +731,7 @@ fn hostile_batches_are_refused_before_the_acknowledgement_and_nothing_of_them_is
             "case {i}: refused before the acknowledgement"
         );
     }
-    let reply = e2e::stream_messages(port, vec![client::hello("  padded  ")]);
+    let reply = hostpulse_testkit::stream_messages(port, vec![client::hello("  padded  ")]);
     assert!(
         reply.status.starts_with("InvalidArgument")
             && reply.status.contains("leading or trailing whitespace"),
@@ -772,7 +740,7 @@ fn hostile_batches_are_refused_before_the_acknowledgement_and_nothing_of_them_is
     );
 
     // A configured custom table is accepted and stored.
-    let reply = e2e::stream_messages(
+    let reply = hostpulse_testkit::stream_messages(
         port,
         vec![
             client::hello("custom"),
@@ -786,7 +754,8 @@ fn hostile_batches_are_refused_before_the_acknowledgement_and_nothing_of_them_is
     );
     let db = dir.path().join("hostpulse.db");
     wait_for(Duration::from_secs(10), "the custom table stored", || {
-        e2e::try_sqlite(&db, "SELECT count(*) FROM app_queue WHERE node = 'custom'").as_deref()
+        hostpulse_testkit::try_sqlite(&db, "SELECT count(*) FROM app_queue WHERE node = 'custom'")
+            .as_deref()
             == Some("1")
     });
 
@@ -798,7 +767,7 @@ fn hostile_batches_are_refused_before_the_acknowledgement_and_nothing_of_them_is
             .all(|r| !r["node"].as_str().unwrap().starts_with("hostile")),
         "refused rows were stored"
     );
-    let tables = e2e::try_sqlite(
+    let tables = hostpulse_testkit::try_sqlite(
         &db,
         "SELECT group_concat(name) FROM sqlite_schema WHERE type = 'table'",
     )
@@ -808,7 +777,7 @@ fn hostile_batches_are_refused_before_the_acknowledgement_and_nothing_of_them_is
         "{tables}"
     );
     assert!(!dir.path().join("spool/rejected-sqlite.jsonl").exists());
-    let (_, metrics) = e2e::http(admin, "GET", "/metrics", "").unwrap();
+    let (_, metrics) = hostpulse_testkit::http(admin, "GET", "/metrics", "").unwrap();
     for (rule, n) in [
         ("names", 4),
         ("non_finite", 3),
@@ -843,7 +812,7 @@ fn timestamps_big_integers_odd_tag_values_gaps_and_replays_behave_as_documented(
         &["--max-sample-age", "30d", "--max-clock-skew", "10m"],
     );
     let db = dir.path().join("hostpulse.db");
-    let sql = |q: &str| e2e::try_sqlite(&db, q).unwrap_or_default();
+    let sql = |q: &str| hostpulse_testkit::try_sqlite(&db, q).unwrap_or_default();
     let now = client::now_ns();
     let day = 86_400_000_000_000i64;
     let load =
@@ -859,7 +828,7 @@ fn timestamps_big_integers_odd_tag_values_gaps_and_replays_behave_as_documented(
         load(now + 11 * 60 * 1_000_000_000, 5),
         load(now, 6),
     ];
-    let reply = e2e::stream_messages(
+    let reply = hostpulse_testkit::stream_messages(
         port,
         vec![
             client::hello("clock"),
@@ -890,7 +859,7 @@ fn timestamps_big_integers_odd_tag_values_gaps_and_replays_behave_as_documented(
         &[("mountpoint", "/mnt/a\nb")],
         &[("size_bytes", Value::Int(u64::MAX))],
     );
-    let reply = e2e::stream_messages(
+    let reply = hostpulse_testkit::stream_messages(
         port,
         vec![
             client::hello("odd"),
@@ -904,7 +873,7 @@ fn timestamps_big_integers_odd_tag_values_gaps_and_replays_behave_as_documented(
     });
 
     // A sequence gap (a gatherer's buffer dropped batches) is acknowledged.
-    let reply = e2e::stream_messages(
+    let reply = hostpulse_testkit::stream_messages(
         port,
         vec![
             client::hello("gaps"),
@@ -919,7 +888,7 @@ fn timestamps_big_integers_odd_tag_values_gaps_and_replays_behave_as_documented(
     // is acknowledged and stored again: the last write of a (table, ts,
     // node, tags) wins, as in QuestDB's DEDUP UPSERT (README: replays).
     for value in [10, 20] {
-        let reply = e2e::stream_messages(
+        let reply = hostpulse_testkit::stream_messages(
             port,
             vec![
                 client::hello("replay"),

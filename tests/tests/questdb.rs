@@ -1,4 +1,4 @@
-//! The pipeline against a real QuestDB 9.3.5 (see `e2e::questdb` for where
+//! The pipeline against a real QuestDB 9.3.5 (see `hostpulse_testkit::questdb` for where
 //! it comes from): the schema as QuestDB really makes it, a reporter that
 //! refuses to write into tables made without it, outages, restarts and
 //! kill -9 with zero gaps and zero duplicates, and every query of the shipped
@@ -9,16 +9,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use e2e::questdb::Need;
-use e2e::{
+use hostpulse_testkit::questdb::Need;
+use hostpulse_testkit::{
     Daemon, QuestDb, fixture, free_port, grpcurl, http, last_acked, root_args, wait_for,
     wait_listening,
 };
 use serde_json::Value;
 
-fn s(list: &[&str]) -> Vec<String> {
-    list.iter().map(|x| x.to_string()).collect()
-}
+use hostpulse_testkit::args as s;
 
 /// A node id no other test (or earlier run on a shared server) uses.
 fn node(name: &str) -> String {

@@ -15,16 +15,13 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use e2e::questdb::Need;
-use e2e::{
-    Daemon, QuestDb, Tsdb, free_port, http, sink_rows, stream_messages, try_sqlite, wait_for,
-    wait_listening,
-};
 use hostpulse_proto::pb;
-
-fn s(list: &[&str]) -> Vec<String> {
-    list.iter().map(|x| x.to_string()).collect()
-}
+use hostpulse_testkit::args as s;
+use hostpulse_testkit::questdb::Need;
+use hostpulse_testkit::{
+    Daemon, QuestDb, Tsdb, free_port, http, metric, sink_rows, stream_messages, try_sqlite,
+    wait_for, wait_listening,
+};
 
 /// A node id no other test (or earlier run on a shared QuestDB) uses.
 fn node(name: &str) -> String {
@@ -412,7 +409,7 @@ fn a_new_gatherer_sends_a_previous_release_reporter_numbers_only() {
     });
     let not_sent = "hostpulse_gatherer_texts_not_sent_total";
     wait_for(Duration::from_secs(10), "the left-out text counted", || {
-        e2e::metric(admin, not_sent).is_some_and(|n| n >= 1.0)
+        metric(admin, not_sent).is_some_and(|n| n >= 1.0)
     });
     {
         let l = log.lock().unwrap();

@@ -5,11 +5,11 @@
 use std::path::Path;
 use std::time::Duration;
 
-use e2e::{Daemon, Pki, free_port, grpcurl, http, run, sink_rows, wait_for, wait_listening};
+use hostpulse_testkit::{
+    Daemon, Pki, free_port, grpcurl, http, run, sink_rows, wait_for, wait_listening,
+};
 
-fn s(list: &[&str]) -> Vec<String> {
-    list.iter().map(|x| x.to_string()).collect()
-}
+use hostpulse_testkit::args as s;
 
 /// A reporter writing JSON lines to `dir/rows.jsonl`, with `security` flags.
 fn reporter(port: u16, dir: &Path, security: &[&str]) -> Daemon {
@@ -617,7 +617,7 @@ const EXPIRED: (&str, &str) = ("20200101000000Z", "20200102000000Z");
 const FUTURE: (&str, &str) = ("20990101000000Z", "20990102000000Z");
 
 /// The reporter's flags for a start that must fail at its TLS files.
-fn reporter_start(dir: &Path, cert: &str, key: &str, extra: &[&str]) -> e2e::Output {
+fn reporter_start(dir: &Path, cert: &str, key: &str, extra: &[&str]) -> hostpulse_testkit::Output {
     let mut args = s(&[
         "--listen",
         "127.0.0.1:0",
@@ -637,7 +637,7 @@ fn reporter_start(dir: &Path, cert: &str, key: &str, extra: &[&str]) -> e2e::Out
 }
 
 /// The gatherer's flags for a start that must fail at its TLS files.
-fn gatherer_start(pki: &Pki, cert: &str, key: &str, ca: &str) -> e2e::Output {
+fn gatherer_start(pki: &Pki, cert: &str, key: &str, ca: &str) -> hostpulse_testkit::Output {
     run(
         "gatherer",
         &s(&[
@@ -668,7 +668,7 @@ fn certificate_problems_stop_both_daemons_at_start_naming_the_side_and_the_fix()
         EXPIRED,
     );
     pki.leaf_dated("future", "ca1", "serverAuth", Some("IP:127.0.0.1"), FUTURE);
-    let fails = |out: e2e::Output, needles: &[&str]| {
+    let fails = |out: hostpulse_testkit::Output, needles: &[&str]| {
         assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
         for needle in needles {
             assert!(

@@ -472,7 +472,7 @@ impl Security {
         let dir = TempDir::new("hostpulse-loadgen")
             .map_err(|e| format!("creating a temporary directory: {e}"))?;
         let pki = if args.tls() {
-            Some(Pki::generate(dir.path())?)
+            Some(Pki::generate(dir.path()))
         } else {
             None
         };

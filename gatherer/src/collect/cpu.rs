@@ -34,7 +34,6 @@
 //! line has no `_percent` fields for the cycle.
 
 use std::fmt;
-use std::path::PathBuf;
 
 use super::error::{CollectError, ParseError, parse_u64};
 use super::{Collector, Cycle, Family, Settings, source};
@@ -216,7 +215,7 @@ fn parse_cpu_line(line: &str) -> Result<CpuTimes, ParseError> {
 
 /// The `cpu` collector.
 pub struct Cpu {
-    path: PathBuf,
+    path: source::KernelFile,
     buf: String,
     ticks_per_second: f64,
     prev: Vec<CpuTimes>,
@@ -232,7 +231,7 @@ impl Cpu {
             hz => hz,
         };
         Cpu {
-            path: settings.roots.proc("stat"),
+            path: source::KernelFile::new(settings.roots.proc("stat")),
             buf: String::new(),
             ticks_per_second: hz as f64,
             prev: Vec::new(),
@@ -255,9 +254,9 @@ impl Collector for Cpu {
     }
 
     fn collect(&mut self, cycle: &Cycle, out: &mut Vec<Row>) -> Result<(), CollectError> {
-        source::read_into(&self.path, &mut self.buf)?;
+        self.path.read_into(&mut self.buf)?;
         let cpus = parse_stat_cpus(&self.buf).map_err(|source| CollectError::Parse {
-            path: self.path.clone(),
+            path: self.path.path().to_path_buf(),
             source,
         })?;
         for (index, cur) in cpus.iter().enumerate() {

@@ -35,7 +35,6 @@
 //! than wrap.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use super::error::{CollectError, ParseError, parse_u64};
 use super::patterns::Patterns;
@@ -306,7 +305,7 @@ struct Known {
 
 /// The `disk` collector.
 pub struct Disk {
-    path: PathBuf,
+    path: source::KernelFile,
     roots: Roots,
     exclude: Patterns,
     partitions: bool,
@@ -320,7 +319,7 @@ impl Disk {
     /// A collector reading `diskstats` under the configured procfs.
     pub fn new(settings: &Settings) -> Self {
         Disk {
-            path: settings.roots.proc("diskstats"),
+            path: source::KernelFile::new(settings.roots.proc("diskstats")),
             roots: settings.roots.clone(),
             exclude: settings.disk_exclude.clone(),
             partitions: settings.disk_partitions,
@@ -365,7 +364,7 @@ impl Collector for Disk {
     }
 
     fn collect(&mut self, cycle: &Cycle, out: &mut Vec<Row>) -> Result<(), CollectError> {
-        source::read_into(&self.path, &mut self.buf)?;
+        self.path.read_into(&mut self.buf)?;
         let buf = std::mem::take(&mut self.buf);
         let result = self.emit(&buf, cycle, out);
         self.buf = buf;
@@ -377,7 +376,7 @@ impl Disk {
     fn emit(&mut self, text: &str, cycle: &Cycle, out: &mut Vec<Row>) -> Result<(), CollectError> {
         // Parse everything first so a bad line fails the cycle before any row.
         let stats = parse_diskstats(text).map_err(|source| CollectError::Parse {
-            path: self.path.clone(),
+            path: self.path.path().to_path_buf(),
             source,
         })?;
         self.generation = self.generation.wrapping_add(1);

@@ -48,7 +48,7 @@ pub fn parse_loadavg(text: &str) -> Result<LoadSample, ParseError> {
 
 /// The `load` collector.
 pub struct Load {
-    path: std::path::PathBuf,
+    path: source::KernelFile,
     buf: String,
 }
 
@@ -56,7 +56,7 @@ impl Load {
     /// A collector reading `loadavg` under the configured procfs.
     pub fn new(settings: &Settings) -> Self {
         Load {
-            path: settings.roots.proc("loadavg"),
+            path: source::KernelFile::new(settings.roots.proc("loadavg")),
             buf: String::new(),
         }
     }
@@ -68,9 +68,9 @@ impl Collector for Load {
     }
 
     fn collect(&mut self, cycle: &Cycle, out: &mut Vec<Row>) -> Result<(), CollectError> {
-        source::read_into(&self.path, &mut self.buf)?;
+        self.path.read_into(&mut self.buf)?;
         let s = parse_loadavg(&self.buf).map_err(|source| CollectError::Parse {
-            path: self.path.clone(),
+            path: self.path.path().to_path_buf(),
             source,
         })?;
         let mut row = Row::new("load", cycle.ts);

@@ -53,8 +53,6 @@
 //! without overflow checks, and builds a `HashMap` per read. The `swap`
 //! family reuses [`parse_meminfo_keys`].
 
-use std::path::PathBuf;
-
 use super::error::{CollectError, ParseError, parse_u64};
 use super::{Collector, Cycle, Family, Settings, source};
 use crate::row::Row;
@@ -222,7 +220,7 @@ pub fn parse_meminfo(text: &str) -> Result<MemorySample, ParseError> {
 
 /// The `memory` collector.
 pub struct Memory {
-    path: PathBuf,
+    path: source::KernelFile,
     buf: String,
 }
 
@@ -230,7 +228,7 @@ impl Memory {
     /// A collector reading `meminfo` under the configured procfs.
     pub fn new(settings: &Settings) -> Self {
         Memory {
-            path: settings.roots.proc("meminfo"),
+            path: source::KernelFile::new(settings.roots.proc("meminfo")),
             buf: String::new(),
         }
     }
@@ -242,9 +240,9 @@ impl Collector for Memory {
     }
 
     fn collect(&mut self, cycle: &Cycle, out: &mut Vec<Row>) -> Result<(), CollectError> {
-        source::read_into(&self.path, &mut self.buf)?;
+        self.path.read_into(&mut self.buf)?;
         let s = parse_meminfo(&self.buf).map_err(|source| CollectError::Parse {
-            path: self.path.clone(),
+            path: self.path.path().to_path_buf(),
             source,
         })?;
         let mut row = Row::new("memory", cycle.ts);

@@ -312,6 +312,8 @@ struct Slot {
 pub struct Collectors {
     slots: Vec<Slot>,
     cycles: u64,
+    /// The gatherer's own `/proc/self/stat`, for its `hostpulse_self` row.
+    own: crate::agent::OwnStat,
 }
 
 /// What one family reported about itself, for the `hostpulse_self` table.
@@ -335,6 +337,7 @@ impl Collectors {
         families.sort_by_key(order);
         Collectors {
             cycles: 0,
+            own: crate::agent::OwnStat::default(),
             slots: families
                 .into_iter()
                 .map(|f| Slot {
@@ -396,6 +399,11 @@ impl Collectors {
             }
         }
         failed
+    }
+
+    /// The gatherer's own process figures (for [`crate::agent::row`]).
+    pub fn own_stat(&mut self) -> &mut crate::agent::OwnStat {
+        &mut self.own
     }
 
     /// Cycles run since start.

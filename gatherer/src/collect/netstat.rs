@@ -47,7 +47,7 @@
 //! - `udp_sockets_in_use`: UDP sockets in use (`UDP: inuse`).
 //! - `udp_memory_pages`: memory used by UDP buffers, in pages (`UDP: mem`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::error::{CollectError, ParseError};
 use super::rates::Rates;
@@ -238,9 +238,9 @@ impl NetstatSample {
 
 /// The `netstat` collector.
 pub struct Netstat {
-    snmp_path: PathBuf,
-    netstat_path: PathBuf,
-    sockstat_path: PathBuf,
+    snmp_path: source::KernelFile,
+    netstat_path: source::KernelFile,
+    sockstat_path: source::KernelFile,
     snmp_buf: String,
     netstat_buf: String,
     sockstat_buf: String,
@@ -255,9 +255,9 @@ impl Netstat {
     /// the configured procfs.
     pub fn new(settings: &Settings) -> Self {
         Netstat {
-            snmp_path: settings.roots.proc("net/snmp"),
-            netstat_path: settings.roots.proc("net/netstat"),
-            sockstat_path: settings.roots.proc("net/sockstat"),
+            snmp_path: source::KernelFile::new(settings.roots.proc("net/snmp")),
+            netstat_path: source::KernelFile::new(settings.roots.proc("net/netstat")),
+            sockstat_path: source::KernelFile::new(settings.roots.proc("net/sockstat")),
             snmp_buf: String::new(),
             netstat_buf: String::new(),
             sockstat_buf: String::new(),
@@ -267,8 +267,8 @@ impl Netstat {
 }
 
 /// Reads an optional file: `Ok(false)` when it does not exist.
-fn read_present(path: &Path, buf: &mut String) -> Result<bool, CollectError> {
-    match source::read_into(path, buf) {
+fn read_present(file: &mut source::KernelFile, buf: &mut String) -> Result<bool, CollectError> {
+    match file.read_into(buf) {
         Ok(()) => Ok(true),
         Err(CollectError::Unavailable { .. }) => Ok(false),
         Err(e) => Err(e),
@@ -288,19 +288,22 @@ impl Collector for Netstat {
     }
 
     fn collect(&mut self, cycle: &Cycle, out: &mut Vec<Row>) -> Result<(), CollectError> {
-        source::read_into(&self.snmp_path, &mut self.snmp_buf)?;
-        let have_netstat = read_present(&self.netstat_path, &mut self.netstat_buf)?;
-        let have_sockstat = read_present(&self.sockstat_path, &mut self.sockstat_buf)?;
+        self.snmp_path.read_into(&mut self.snmp_buf)?;
+        let have_netstat = read_present(&mut self.netstat_path, &mut self.netstat_buf)?;
+        let have_sockstat = read_present(&mut self.sockstat_path, &mut self.sockstat_buf)?;
 
-        let snmp = parsed(&self.snmp_path, parse_pairs(&self.snmp_buf))?;
+        let snmp = parsed(self.snmp_path.path(), parse_pairs(&self.snmp_buf))?;
         let netstat = if have_netstat {
-            Some(parsed(&self.netstat_path, parse_pairs(&self.netstat_buf))?)
+            Some(parsed(
+                self.netstat_path.path(),
+                parse_pairs(&self.netstat_buf),
+            )?)
         } else {
             None
         };
         let sockstat = if have_sockstat {
             Some(parsed(
-                &self.sockstat_path,
+                self.sockstat_path.path(),
                 parse_sockstat(&self.sockstat_buf),
             )?)
         } else {

@@ -27,8 +27,6 @@
 //! - `tx_collisions`: collisions detected on transmit (half-duplex media).
 //! - `tx_carrier_errors`: carrier losses on transmit.
 
-use std::path::PathBuf;
-
 use super::error::{CollectError, ParseError};
 use super::patterns::Patterns;
 use super::rates::Rates;
@@ -168,7 +166,7 @@ fn cut(line: &str) -> &str {
 
 /// The `network` collector.
 pub struct Network {
-    path: PathBuf,
+    path: source::KernelFile,
     exclude: Patterns,
     buf: String,
     rates: Rates<String>,
@@ -178,7 +176,7 @@ impl Network {
     /// A collector reading `net/dev` under the configured procfs.
     pub fn new(settings: &Settings) -> Self {
         Network {
-            path: settings.roots.proc("net/dev"),
+            path: source::KernelFile::new(settings.roots.proc("net/dev")),
             exclude: settings.network_exclude.clone(),
             buf: String::new(),
             rates: Rates::default(),
@@ -192,9 +190,9 @@ impl Collector for Network {
     }
 
     fn collect(&mut self, cycle: &Cycle, out: &mut Vec<Row>) -> Result<(), CollectError> {
-        source::read_into(&self.path, &mut self.buf)?;
+        self.path.read_into(&mut self.buf)?;
         let interfaces = parse_net_dev(&self.buf).map_err(|source| CollectError::Parse {
-            path: self.path.clone(),
+            path: self.path.path().to_path_buf(),
             source,
         })?;
         for iface in interfaces {

@@ -23,7 +23,7 @@
 //! (`psi=0`: the files exist but reading them fails with EOPNOTSUPP) disables
 //! the family.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::error::{CollectError, ParseError, parse_f64, parse_u64};
 use super::rates::Rates;
@@ -149,7 +149,11 @@ fn push_record(row: &mut Row, names: &Names, r: &PressureRecord, rate_us: Option
 /// The `pressure` collector.
 pub struct Pressure {
     dir: PathBuf,
-    paths: [PathBuf; 4],
+    paths: [source::KernelFile; 4],
+    /// Resources whose file was absent: which PSI files exist is fixed when
+    /// the kernel is built (`irq` needs IRQ time accounting), so an absent
+    /// one is not looked up again every cycle.
+    absent: [bool; 4],
     buf: String,
     rates: Rates<&'static str>,
 }
@@ -159,7 +163,8 @@ impl Pressure {
     pub fn new(settings: &Settings) -> Self {
         let dir = settings.roots.proc("pressure");
         Pressure {
-            paths: RESOURCES.map(|r| dir.join(r)),
+            paths: RESOURCES.map(|r| source::KernelFile::new(dir.join(r))),
+            absent: [false; 4],
             dir,
             buf: String::new(),
             rates: Rates::default(),
@@ -179,8 +184,11 @@ fn psi_switched_off(e: CollectError) -> CollectError {
 }
 
 /// Reads and parses one resource; `Ok(None)` when its file is absent.
-fn read(path: &Path, buf: &mut String) -> Result<Option<PressureSample>, CollectError> {
-    match source::read_into(path, buf) {
+fn read(
+    file: &mut source::KernelFile,
+    buf: &mut String,
+) -> Result<Option<PressureSample>, CollectError> {
+    match file.read_into(buf) {
         Ok(()) => {}
         Err(CollectError::Unavailable { .. }) => return Ok(None),
         Err(e) => return Err(psi_switched_off(e)),
@@ -188,7 +196,7 @@ fn read(path: &Path, buf: &mut String) -> Result<Option<PressureSample>, Collect
     parse_pressure(buf)
         .map(Some)
         .map_err(|source| CollectError::Parse {
-            path: path.to_path_buf(),
+            path: file.path().to_path_buf(),
             source,
         })
 }
@@ -201,10 +209,17 @@ impl Collector for Pressure {
     fn collect(&mut self, cycle: &Cycle, out: &mut Vec<Row>) -> Result<(), CollectError> {
         let mut first_error = None;
         let mut found = 0;
-        for (resource, path) in RESOURCES.into_iter().zip(&self.paths) {
+        let files = self.paths.iter_mut().zip(&mut self.absent);
+        for (resource, (path, absent)) in RESOURCES.into_iter().zip(files) {
+            if *absent {
+                continue;
+            }
             let sample = match read(path, &mut self.buf) {
                 Ok(Some(s)) => s,
-                Ok(None) => continue,
+                Ok(None) => {
+                    *absent = true;
+                    continue;
+                }
                 // psi=0 answers the same for every file: stop at once.
                 Err(e @ CollectError::Unavailable { .. }) => return Err(e),
                 Err(e) => {

@@ -136,10 +136,10 @@ const DIR_BUF: usize = 32 * 1024;
 /// The `processes` collector.
 pub struct Processes {
     procfs: PathBuf,
-    stat: PathBuf,
-    file_nr: PathBuf,
-    pid_max: PathBuf,
-    threads_max: PathBuf,
+    stat: source::KernelFile,
+    file_nr: source::KernelFile,
+    pid_max: source::KernelFile,
+    threads_max: source::KernelFile,
     buf: String,
     dir_buf: Vec<u8>,
     rates: Rates<&'static str>,
@@ -152,10 +152,10 @@ impl Processes {
         let roots = &settings.roots;
         Processes {
             procfs: roots.procfs.clone(),
-            stat: roots.proc("stat"),
-            file_nr: roots.proc("sys/fs/file-nr"),
-            pid_max: roots.proc("sys/kernel/pid_max"),
-            threads_max: roots.proc("sys/kernel/threads-max"),
+            stat: source::KernelFile::new(roots.proc("stat")),
+            file_nr: source::KernelFile::new(roots.proc("sys/fs/file-nr")),
+            pid_max: source::KernelFile::new(roots.proc("sys/kernel/pid_max")),
+            threads_max: source::KernelFile::new(roots.proc("sys/kernel/threads-max")),
             buf: String::new(),
             dir_buf: Vec::with_capacity(DIR_BUF),
             rates: Rates::default(),
@@ -165,14 +165,14 @@ impl Processes {
 
 /// Reads and parses a small optional file, `None` on any failure.
 fn read_parsed<T>(
-    path: &Path,
+    file: &mut source::KernelFile,
     buf: &mut String,
     parse: fn(&str) -> Result<T, ParseError>,
 ) -> Option<T> {
-    source::read_into(path, buf).ok()?;
+    file.read_into(buf).ok()?;
     parse(buf)
         .inspect_err(
-            |error| tracing::debug!(path = %path.display(), %error, "processes: field omitted"),
+            |error| tracing::debug!(path = %file.path().display(), %error, "processes: field omitted"),
         )
         .ok()
 }
@@ -197,9 +197,9 @@ impl Collector for Processes {
     }
 
     fn collect(&mut self, cycle: &Cycle, out: &mut Vec<Row>) -> Result<(), CollectError> {
-        source::read_into(&self.stat, &mut self.buf)?;
+        self.stat.read_into(&mut self.buf)?;
         let s = parse_stat_processes(&self.buf).map_err(|source| CollectError::Parse {
-            path: self.stat.clone(),
+            path: self.stat.path().to_path_buf(),
             source,
         })?;
         let mut row = Row::new("processes", cycle.ts);
@@ -218,13 +218,13 @@ impl Collector for Processes {
             Ok(total) => row.int("total", total),
             Err(error) => tracing::debug!(%error, "processes: cannot list procfs; total omitted"),
         }
-        if let Some((open, max)) = read_parsed(&self.file_nr, &mut self.buf, parse_file_nr) {
+        if let Some((open, max)) = read_parsed(&mut self.file_nr, &mut self.buf, parse_file_nr) {
             row.int("open_files", open);
             row.int("open_files_max", max);
         }
-        let pid_max = read_parsed(&self.pid_max, &mut self.buf, parse_number);
+        let pid_max = read_parsed(&mut self.pid_max, &mut self.buf, parse_number);
         row.int_opt("pid_max", pid_max);
-        let threads_max = read_parsed(&self.threads_max, &mut self.buf, parse_number);
+        let threads_max = read_parsed(&mut self.threads_max, &mut self.buf, parse_number);
         row.int_opt("threads_max", threads_max);
         out.push(row);
         Ok(())

@@ -4,9 +4,20 @@
 //! text. Bytes that are not UTF-8 are replaced (U+FFFD) rather than rejected:
 //! a stray byte in an interface name must not hide a whole family, and the
 //! parsers reject whatever no longer makes sense.
+//!
+//! A file read every cycle is a [`KernelFile`]: its descriptor stays open and
+//! each cycle reads it again from offset 0 (procfs and sysfs regenerate the
+//! content on every read from the start). That costs one `pread` and the
+//! read that sees the end, instead of open, statx, lseek, reads and close: about 20
+//! files a cycle, four fewer system calls each, and no path lookup in /proc.
+//! The kernel rewrites these files in place; a file *replaced* by a rename (a
+//! fixture tree under `--procfs` updated that way) would keep being read
+//! from the replaced inode until a read fails.
 
+use std::fs::File;
 use std::io::Read;
-use std::path::Path;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
 
 use super::error::CollectError;
 
@@ -23,11 +34,97 @@ pub fn read_into(path: &Path, buf: &mut String) -> Result<(), CollectError> {
             path: path.to_path_buf(),
             source,
         })?;
-    *buf = match String::from_utf8(bytes) {
+    *buf = text(bytes);
+    Ok(())
+}
+
+/// A kernel file read every cycle through one descriptor kept open.
+#[derive(Debug)]
+pub struct KernelFile {
+    path: PathBuf,
+    file: Option<File>,
+    /// What the last read returned and room beyond it, kept initialized
+    /// from cycle to cycle: `pread` fills it with no zeroing per read
+    /// (`read_to_end` would clear up to 8 KiB twice per file per cycle).
+    bytes: Vec<u8>,
+}
+
+impl KernelFile {
+    /// The file at `path`, opened at its first read.
+    pub fn new(path: PathBuf) -> Self {
+        KernelFile {
+            path,
+            file: None,
+            bytes: Vec::new(),
+        }
+    }
+
+    /// Where the file is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads the whole file into `buf` (cleared first), as [`read_into`]
+    /// does. A read that fails on the kept descriptor (the file went away,
+    /// a device was removed) closes it and opens the path again once, so the
+    /// error is the one a fresh open gives; an absent file is tried once per
+    /// call.
+    pub fn read_into(&mut self, buf: &mut String) -> Result<(), CollectError> {
+        buf.clear();
+        let kept = self.file.is_some();
+        let n = match self.read_all() {
+            Err(_) if kept => {
+                self.file = None;
+                self.read_all()?
+            }
+            result => result?,
+        };
+        let read = &self.bytes[..n];
+        match std::str::from_utf8(read) {
+            Ok(s) => buf.push_str(s),
+            Err(_) => buf.push_str(&String::from_utf8_lossy(read)),
+        }
+        Ok(())
+    }
+
+    /// Reads from offset 0 to the end into `self.bytes`; returns the length.
+    /// `pread` leaves the descriptor's position alone, so no lseek either.
+    fn read_all(&mut self) -> Result<usize, CollectError> {
+        let file = match &mut self.file {
+            Some(f) => f,
+            None => {
+                let f = File::open(&self.path).map_err(|e| CollectError::from_io(&self.path, e))?;
+                self.file.insert(f)
+            }
+        };
+        if self.bytes.is_empty() {
+            self.bytes.resize(4096, 0);
+        }
+        let mut n = 0;
+        loop {
+            if n == self.bytes.len() {
+                self.bytes.resize(n * 2, 0);
+            }
+            match file.read_at(&mut self.bytes[n..], n as u64) {
+                Ok(0) => return Ok(n),
+                Ok(k) => n += k,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(source) => {
+                    return Err(CollectError::Read {
+                        path: self.path.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+    }
+}
+
+fn text(bytes: Vec<u8>) -> String {
+    match String::from_utf8(bytes) {
         Ok(s) => s,
         Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-    };
-    Ok(())
+    }
 }
 
 /// Reads a whole file as text.
@@ -49,4 +146,41 @@ pub fn read_optional(path: &Path) -> Option<String> {
 /// random bytes through this to the parsers.
 pub fn lossy(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kept_file_is_read_again_from_the_start_each_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meminfo");
+        std::fs::write(&path, "MemTotal: 1 kB\n").unwrap();
+        let mut file = KernelFile::new(path.clone());
+        let mut buf = String::new();
+        file.read_into(&mut buf).unwrap();
+        assert_eq!(buf, "MemTotal: 1 kB\n");
+        // Rewritten in place (as the kernel regenerates it) and longer than
+        // the buffer's capacity: the whole new content, from offset 0.
+        let long = "MemFree: 2 kB\n".repeat(1000);
+        std::fs::write(&path, &long).unwrap();
+        file.read_into(&mut buf).unwrap();
+        assert_eq!(buf, long);
+        std::fs::write(&path, "MemTotal: 3 kB\n").unwrap();
+        file.read_into(&mut buf).unwrap();
+        assert_eq!(
+            buf, "MemTotal: 3 kB\n",
+            "nothing left over from the longer read"
+        );
+    }
+
+    #[test]
+    fn an_absent_kernel_file_is_unavailable() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut file = KernelFile::new(dir.path().join("pressure/irq"));
+        let mut buf = String::new();
+        let err = file.read_into(&mut buf).unwrap_err();
+        assert!(matches!(err, CollectError::Unavailable { .. }), "{err:?}");
+    }
 }

@@ -26,8 +26,6 @@
 //! secondary: when it is missing, unreadable or malformed the row is reported
 //! without the in/out fields.
 
-use std::path::PathBuf;
-
 use super::error::{CollectError, ParseError};
 use super::memory::{kb_to_bytes, parse_meminfo_keys};
 use super::rates::Rates;
@@ -88,8 +86,8 @@ pub fn parse_swap_vmstat(text: &str) -> Result<SwapTraffic, ParseError> {
 
 /// The `swap` collector.
 pub struct Swap {
-    meminfo: PathBuf,
-    vmstat: PathBuf,
+    meminfo: source::KernelFile,
+    vmstat: source::KernelFile,
     buf: String,
     rates: Rates<()>,
 }
@@ -98,18 +96,18 @@ impl Swap {
     /// A collector reading `meminfo` and `vmstat` under the configured procfs.
     pub fn new(settings: &Settings) -> Self {
         Swap {
-            meminfo: settings.roots.proc("meminfo"),
-            vmstat: settings.roots.proc("vmstat"),
+            meminfo: source::KernelFile::new(settings.roots.proc("meminfo")),
+            vmstat: source::KernelFile::new(settings.roots.proc("vmstat")),
             buf: String::new(),
             rates: Rates::default(),
         }
     }
 
     fn traffic(&mut self) -> Option<SwapTraffic> {
-        let read = source::read_into(&self.vmstat, &mut self.buf);
+        let read = self.vmstat.read_into(&mut self.buf);
         let parsed = read.and_then(|()| {
             parse_swap_vmstat(&self.buf).map_err(|source| CollectError::Parse {
-                path: self.vmstat.clone(),
+                path: self.vmstat.path().to_path_buf(),
                 source,
             })
         });
@@ -125,9 +123,9 @@ impl Collector for Swap {
     }
 
     fn collect(&mut self, cycle: &Cycle, out: &mut Vec<Row>) -> Result<(), CollectError> {
-        source::read_into(&self.meminfo, &mut self.buf)?;
+        self.meminfo.read_into(&mut self.buf)?;
         let space = parse_swap_meminfo(&self.buf).map_err(|source| CollectError::Parse {
-            path: self.meminfo.clone(),
+            path: self.meminfo.path().to_path_buf(),
             source,
         })?;
         let mut row = Row::new("swap", cycle.ts);
@@ -168,7 +166,7 @@ mod tests {
     }
 
     /// A fixture tree in a temporary directory, removed on drop.
-    struct TempTree(PathBuf);
+    struct TempTree(std::path::PathBuf);
 
     impl TempTree {
         fn new(name: &str, files: &[(&str, &str)]) -> Self {

@@ -59,9 +59,9 @@ pub fn parse_entropy(text: &str) -> Result<u64, ParseError> {
 
 /// The `system` collector.
 pub struct System {
-    uptime: PathBuf,
+    uptime: source::KernelFile,
     stat: PathBuf,
-    entropy: PathBuf,
+    entropy: source::KernelFile,
     buf: String,
     boot_time_refresh: Duration,
     /// When `btime` was last read, and what it was.
@@ -73,9 +73,11 @@ impl System {
     /// configured procfs.
     pub fn new(settings: &Settings) -> Self {
         System {
-            uptime: settings.roots.proc("uptime"),
+            uptime: source::KernelFile::new(settings.roots.proc("uptime")),
             stat: settings.roots.proc("stat"),
-            entropy: settings.roots.proc("sys/kernel/random/entropy_avail"),
+            entropy: source::KernelFile::new(
+                settings.roots.proc("sys/kernel/random/entropy_avail"),
+            ),
             buf: String::new(),
             boot_time_refresh: settings.facts_refresh,
             boot_time: None,
@@ -112,16 +114,18 @@ impl Collector for System {
     }
 
     fn collect(&mut self, cycle: &Cycle, out: &mut Vec<Row>) -> Result<(), CollectError> {
-        source::read_into(&self.uptime, &mut self.buf)?;
+        self.uptime.read_into(&mut self.buf)?;
         let uptime = parse_uptime(&self.buf).map_err(|source| CollectError::Parse {
-            path: self.uptime.clone(),
+            path: self.uptime.path().to_path_buf(),
             source,
         })?;
         let mut row = Row::new("system", cycle.ts);
         row.float("uptime_seconds", uptime);
         let boot_time = self.boot_time(cycle.at);
         row.int_opt("boot_time_seconds", boot_time);
-        let entropy = source::read_into(&self.entropy, &mut self.buf)
+        let entropy = self
+            .entropy
+            .read_into(&mut self.buf)
             .ok()
             .and_then(|()| parse_entropy(&self.buf).ok());
         row.int_opt("entropy_available_bits", entropy);

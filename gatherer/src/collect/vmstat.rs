@@ -22,8 +22,6 @@
 //! parse error. Unknown lines are ignored, so new kernels parse unchanged.
 //! [`parse_vmstat_keys`] is shared with the `swap` family (`pswpin`, `pswpout`).
 
-use std::path::PathBuf;
-
 use super::error::{CollectError, ParseError, parse_u64};
 use super::rates::Rates;
 use super::{Collector, Cycle, Family, Settings, source};
@@ -108,7 +106,7 @@ pub fn parse_vmstat(text: &str) -> Result<VmstatSample, ParseError> {
 
 /// The `vmstat` collector.
 pub struct Vmstat {
-    path: PathBuf,
+    path: source::KernelFile,
     buf: String,
     rates: Rates<&'static str>,
 }
@@ -117,7 +115,7 @@ impl Vmstat {
     /// A collector reading `vmstat` under the configured procfs.
     pub fn new(settings: &Settings) -> Self {
         Vmstat {
-            path: settings.roots.proc("vmstat"),
+            path: source::KernelFile::new(settings.roots.proc("vmstat")),
             buf: String::new(),
             rates: Rates::default(),
         }
@@ -130,9 +128,9 @@ impl Collector for Vmstat {
     }
 
     fn collect(&mut self, cycle: &Cycle, out: &mut Vec<Row>) -> Result<(), CollectError> {
-        source::read_into(&self.path, &mut self.buf)?;
+        self.path.read_into(&mut self.buf)?;
         let s = parse_vmstat(&self.buf).map_err(|source| CollectError::Parse {
-            path: self.path.clone(),
+            path: self.path.path().to_path_buf(),
             source,
         })?;
         let mut row = Row::new("vmstat", cycle.ts);

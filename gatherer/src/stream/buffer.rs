@@ -16,10 +16,21 @@
 //!   the next Hello and into the log.
 //! - Disk records are self-contained (they carry their series definitions),
 //!   so a restarted gatherer with a fresh dictionary adopts them on reading.
-//! - `state` in the buffer directory holds the next sequence and the highest
-//!   acknowledged one (written on every push and ack; replaced by rename), so
-//!   sequences keep increasing across restarts and acknowledged records are
-//!   not resent.
+//! - `state` in the buffer directory (replaced by rename) holds a sequence
+//!   bound and the highest acknowledged sequence, so sequences keep
+//!   increasing across restarts and acknowledged records are not resent. It
+//!   is written only when it must change, never per batch while connected:
+//!   - the bound is a lease: no sequence at or above it was handed out. A
+//!     batch kept in memory whose sequence reaches it writes a new one
+//!     [`SEQUENCE_LEASE`] ahead, so a restart after `kill -9` while
+//!     connected skips at most that many unused sequences (gaps between
+//!     streams are allowed; going backwards is not). A batch spilled to
+//!     disk needs no lease: recovery continues after the highest sequence
+//!     on disk. Spilling everything (disconnect, shutdown) writes the exact
+//!     next sequence.
+//!   - the acknowledged sequence is written when an acknowledgement frees a
+//!     disk record (the only records recovery reads) and on spilling
+//!     everything; acknowledgements of memory-only batches need no write.
 //!
 //! Invariant: every sequence in the disk tier is below every sequence in the
 //! memory tier, so sending disk first, then memory, sends in sequence order.
@@ -35,6 +46,10 @@ use prost::Message;
 
 /// Segment size of the disk tier: small, so acknowledged data is freed soon.
 const SEGMENT_BYTES: u64 = 256 * 1024;
+
+/// Sequences reserved by one write of `state`: one write per 1,024 batches
+/// (about 3 hours at the default 10 s interval) instead of one per batch.
+pub const SEQUENCE_LEASE: u64 = 1024;
 
 /// Buffer settings.
 #[derive(Debug, Clone)]
@@ -71,7 +86,11 @@ struct Disk {
     log: Log,
     /// (sequence, position, record bytes) of every unacknowledged record.
     index: VecDeque<(u64, Position, u64)>,
+    /// Sum of the record bytes in `index`.
+    bytes: u64,
     state: PathBuf,
+    /// The sequence bound last written to `state`.
+    leased: u64,
 }
 
 /// The buffer of unacknowledged batches.
@@ -134,13 +153,15 @@ impl Buffer {
             );
         }
         let state = dir.join("state");
-        if let Some((next, acked)) = read_state(&state) {
+        let saved = read_state(&state);
+        if let Some((next, acked)) = saved {
             // max: when reopening after an I/O failure, what this process
             // already used must not be handed out again.
             self.next_sequence = self.next_sequence.max(next).max(1);
             self.acked = self.acked.max(acked);
         }
         let mut index = VecDeque::new();
+        let mut bytes_held = 0u64;
         let mut unreadable = 0u64;
         for record in log.read_from(log.first()) {
             // A damaged range is skipped and reading goes on after it; an
@@ -153,6 +174,7 @@ impl Buffer {
                 Ok(batch) if batch.sequence > self.acked => {
                     self.next_sequence = self.next_sequence.max(batch.sequence + 1);
                     index.push_back((batch.sequence, position, bytes.len() as u64));
+                    bytes_held += bytes.len() as u64;
                 }
                 Ok(_) => {}
                 Err(_) => unreadable += 1,
@@ -167,7 +189,13 @@ impl Buffer {
         if !index.is_empty() {
             tracing::info!(batches = index.len(), dir = %dir.display(), "unacknowledged batches recovered from disk; they are sent first");
         }
-        Ok(Disk { log, index, state })
+        Ok(Disk {
+            log,
+            index,
+            bytes: bytes_held,
+            state,
+            leased: saved.map_or(0, |(next, _)| next),
+        })
     }
 
     /// Encodes a cycle's rows as the next batch and keeps it.
@@ -183,7 +211,17 @@ impl Buffer {
         });
         self.memory_bytes += bytes;
         self.enforce();
-        self.save_state();
+        // A batch spilled to disk carries its own sequence into recovery; one
+        // kept in memory (connected) may be sent, so its sequence is leased.
+        let in_memory = self.memory.back().is_some_and(|e| e.sequence == sequence);
+        if in_memory
+            && self
+                .disk
+                .as_ref()
+                .is_some_and(|d| self.next_sequence > d.leased)
+        {
+            self.save_state(self.next_sequence + SEQUENCE_LEASE);
+        }
         sequence
     }
 
@@ -212,7 +250,7 @@ impl Buffer {
         if reopen {
             self.reopen_disk();
         }
-        self.save_state();
+        self.save_state(self.next_sequence);
     }
 
     /// After a failed sync the log refuses writes until reopened (the kernel
@@ -257,6 +295,7 @@ impl Buffer {
             Ok(position) => {
                 disk.index
                     .push_back((entry.sequence, position, stored.len() as u64));
+                disk.bytes += stored.len() as u64;
                 self.memory_bytes -= entry.bytes;
                 self.memory.pop_front();
                 self.spilled += 1;
@@ -273,16 +312,19 @@ impl Buffer {
     }
 
     fn drop_oldest(&mut self) {
-        let dropped = if let Some((seq, ..)) = self.disk.as_mut().and_then(|d| d.index.pop_front())
-        {
-            self.trim_disk();
-            seq
-        } else if let Some(e) = self.memory.pop_front() {
-            self.memory_bytes -= e.bytes;
-            e.sequence
-        } else {
-            return;
-        };
+        let dropped =
+            if let Some((seq, _, bytes)) = self.disk.as_mut().and_then(|d| d.index.pop_front()) {
+                if let Some(d) = self.disk.as_mut() {
+                    d.bytes -= bytes;
+                }
+                self.trim_disk();
+                seq
+            } else if let Some(e) = self.memory.pop_front() {
+                self.memory_bytes -= e.bytes;
+                e.sequence
+            } else {
+                return;
+            };
         self.dropped += 1;
         if self.dropped == 1 || self.dropped.is_power_of_two() {
             tracing::warn!(
@@ -345,14 +387,18 @@ impl Buffer {
         let mut trimmed = false;
         if let Some(disk) = &mut self.disk {
             while disk.index.front().is_some_and(|(s, ..)| *s <= sequence) {
-                disk.index.pop_front();
+                if let Some((_, _, bytes)) = disk.index.pop_front() {
+                    disk.bytes -= bytes;
+                }
                 trimmed = true;
             }
         }
         if trimmed {
             self.trim_disk();
+            // Recovery must not resend the disk records just acknowledged.
+            let bound = self.disk.as_ref().map_or(0, |d| d.leased);
+            self.save_state(bound.max(self.next_sequence));
         }
-        self.save_state();
     }
 
     /// The dictionary (per-stream definitions are drawn from it).
@@ -372,11 +418,7 @@ impl Buffer {
 
     /// Bytes held in both tiers.
     pub fn bytes(&self) -> u64 {
-        self.memory_bytes
-            + self
-                .disk
-                .as_ref()
-                .map_or(0, |d| d.index.iter().map(|(.., b)| b).sum::<u64>())
+        self.memory_bytes + self.disk.as_ref().map_or(0, |d| d.bytes)
     }
 
     /// Batches written to the disk tier since start.
@@ -405,17 +447,20 @@ impl Buffer {
         self.acked
     }
 
-    fn save_state(&self) {
-        if let Some(disk) = &self.disk {
-            let text = format!(
-                "hostpulse gatherer buffer v1\nnext_sequence {}\nacked {}\n",
-                self.next_sequence, self.acked
-            );
+    /// Writes `state`: `bound` (no sequence at or above it handed out; at
+    /// least `next_sequence`) and the acknowledged sequence.
+    fn save_state(&mut self, bound: u64) {
+        let acked = self.acked;
+        if let Some(disk) = &mut self.disk {
+            let text =
+                format!("hostpulse gatherer buffer v1\nnext_sequence {bound}\nacked {acked}\n");
             let tmp = disk.state.with_extension("tmp");
             let written =
                 std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, &disk.state));
-            if let Err(e) = written {
-                tracing::warn!(error = %e, "cannot save the buffer state");
+            match written {
+                Ok(()) => disk.leased = bound,
+                // The lease is not extended, so the next push tries again.
+                Err(e) => tracing::warn!(error = %e, "cannot save the buffer state"),
             }
         }
     }
@@ -525,6 +570,34 @@ mod tests {
         drop(b);
         let b = Buffer::open(options(Some(dir.path()), 1 << 20, 1 << 20)).unwrap();
         assert_eq!(b.acked(), 3);
+    }
+
+    #[test]
+    fn connected_batches_lease_sequences_instead_of_writing_state_per_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        {
+            let mut b = Buffer::open(options(Some(dir.path()), 1 << 20, 1 << 20)).unwrap();
+            b.set_connected(true);
+            b.push(&rows(1), &[]);
+            let leased = read_state(&state).expect("the first batch leases sequences");
+            for n in 2..=10 {
+                b.push(&rows(n), &[]);
+            }
+            b.ack(10);
+            assert_eq!(
+                read_state(&state),
+                Some(leased),
+                "ten connected batches, one write of the state file"
+            );
+            // Dropped without spill_all: what a kill -9 does.
+        }
+        let mut b = Buffer::open(options(Some(dir.path()), 1 << 20, 1 << 20)).unwrap();
+        let next = b.push(&rows(11), &[]);
+        assert!(
+            (11..=11 + SEQUENCE_LEASE).contains(&next),
+            "after a kill -9 sequences keep increasing, skipping at most one lease: {next}"
+        );
     }
 
     #[test]

@@ -424,7 +424,7 @@ mod tests {
     #[test]
     fn a_rotated_file_that_fails_the_checks_keeps_the_previous_ones() {
         let dir = tempfile::tempdir().unwrap();
-        let pki = e2e::Pki::new(dir.path());
+        let pki = hostpulse_testkit::Pki::new(dir.path());
         let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
         std::fs::copy(pki.pem("client"), &cert).unwrap();
         std::fs::copy(pki.key("client"), &key).unwrap();
@@ -459,7 +459,7 @@ mod tests {
     #[test]
     fn a_node_id_the_certificate_does_not_name_is_warned_about() {
         let dir = tempfile::tempdir().unwrap();
-        let pki = e2e::Pki::new(dir.path());
+        let pki = hostpulse_testkit::Pki::new(dir.path());
         let creds = Credentials {
             identity: Some((pki.pem("client").into(), pki.key("client").into())),
             ..Credentials::default()

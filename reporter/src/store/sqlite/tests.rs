@@ -2,9 +2,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use hostpulse_proto::codec::{DecodedBatch, DecodedRow, RowKeyDef};
+use hostpulse_proto::codec::DecodedRow;
 use hostpulse_proto::pb;
 use hostpulse_proto::row::Value;
+use hostpulse_testkit::batch::{decoded, decoded_row as row};
 use rusqlite::Connection;
 
 use super::*;
@@ -14,32 +15,10 @@ fn now_ns() -> i64 {
     i64::try_from(d.as_nanos()).unwrap()
 }
 
-fn row(table: &str, tags: &[(&str, &str)], ts: i64, fields: &[(&str, Value)]) -> DecodedRow {
-    DecodedRow {
-        key: Arc::new(RowKeyDef {
-            table: table.to_string(),
-            tags: tags
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        }),
-        ts,
-        fields: fields
-            .iter()
-            .map(|(n, v)| (Arc::from(*n), v.clone()))
-            .collect(),
-    }
-}
-
 fn batch(node: &str, sequence: u64, rows: Vec<DecodedRow>) -> Arc<AcceptedBatch> {
-    let samples = rows.iter().map(|r| r.fields.len()).sum();
     Arc::new(AcceptedBatch {
         node: Arc::from(node),
-        decoded: DecodedBatch {
-            sequence,
-            rows,
-            samples,
-        },
+        decoded: decoded(sequence, rows),
         stored: pb::Batch::default(),
     })
 }

@@ -19,6 +19,8 @@ pub enum Process {
     Own,
     /// Another process.
     Pid(u32),
+    /// One thread (task id) of the calling process.
+    OwnThread(u32),
 }
 
 impl Process {
@@ -26,6 +28,7 @@ impl Process {
         match self {
             Process::Own => format!("/proc/self/{file}"),
             Process::Pid(pid) => format!("/proc/{pid}/{file}"),
+            Process::OwnThread(tid) => format!("/proc/self/task/{tid}/{file}"),
         }
     }
 }
@@ -50,15 +53,11 @@ pub fn cpu_ticks(process: Process) -> io::Result<u64> {
     parse_stat_ticks(&stat).ok_or_else(|| io::Error::other("unexpected /proc/<pid>/stat format"))
 }
 
-/// utime + stime from a `/proc/<pid>/stat` line. The command name (field 2)
-/// may hold spaces and parentheses, so fields are counted after its last `)`.
+/// utime + stime from a `/proc/<pid>/stat` line, in clock ticks: the
+/// daemons' own parser ([`hostpulse_ops::process::parse_stat`]) at one tick
+/// per second and one byte per page, so its seconds are ticks.
 fn parse_stat_ticks(stat: &str) -> Option<u64> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let mut fields = rest.split_ascii_whitespace();
-    // After ")": field 3 (state) is index 0, so utime (14) is index 11.
-    let utime: u64 = fields.nth(11)?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    Some(utime + stime)
+    hostpulse_ops::process::parse_stat(stat, 1, 1).map(|u| u.cpu_seconds as u64)
 }
 
 /// A process's resident memory.
