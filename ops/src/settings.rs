@@ -202,10 +202,12 @@ fn file_arguments<A: CommandFactory>(
             continue;
         }
         let long = key.replace('_', "-");
-        let Some(arg) = command
-            .get_arguments()
-            .find(|a| a.get_long() == Some(long.as_str()))
-        else {
+        let Some(arg) = command.get_arguments().find(|a| {
+            // A renamed flag's old name (`visible_alias`) stays a valid key.
+            a.get_long() == Some(long.as_str())
+                || a.get_all_aliases()
+                    .is_some_and(|names| names.contains(&long.as_str()))
+        }) else {
             return Err(SettingsError::UnknownKey {
                 path: path.to_path_buf(),
                 key: key.clone(),
