@@ -42,7 +42,7 @@ g_cpu_ms=$(python3 -c "print(f'{($gu+$gs)*1000/$N:.3f}')")
 rows=$("$G" --once --interval 100ms --log-level warn | wc -l)
 samples=$("$G" --once --interval 100ms --log-level warn | python3 -c 'import json,sys; print(sum(len(json.loads(l)["fields"]) for l in sys.stdin))')
 
-# --- gatherer as deployed: streaming to a reporter (--sink null) with its
+# --- gatherer as deployed: streaming to a reporter (--ingest discard) with its
 # admin port on, /metrics scraped once a second. Same CPU and peak RSS
 # measures as above, so the cost of the stream, the buffer and the admin port
 # shows as the difference.
@@ -50,7 +50,7 @@ cargo build --release -p reporter --quiet
 R="$TARGET/release/reporter"
 free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 RP=$(free_port); AP=$(free_port)
-"$R" --listen 127.0.0.1:$RP --sink null --log-level warn >/dev/null 2>&1 &
+"$R" --listen 127.0.0.1:$RP --ingest discard --log-level warn >/dev/null 2>&1 &
 rp=$!
 for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$RP") 2>/dev/null && break; sleep 0.1; done
 ( for _ in $(seq $((N / 100 + 5))); do sleep 1; curl -sf -o /dev/null "http://127.0.0.1:$AP/metrics" || true; done ) &

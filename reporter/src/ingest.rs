@@ -3,7 +3,7 @@
 //! ```text
 //! Hello ──► checks (version, node id, [`identity`]) ──► register ──► Welcome(config)
 //!   loop: Batch ──► sequence check ──► admission (normalise, decode, rules,
-//!         time window: crate::admission) ──► sink.write ──► Ack ──► Tail
+//!         time window: crate::admission) ──► intake.write ──► Ack ──► Tail
 //!         config reloaded          ──► GathererConfig (when this node's changed)
 //!         newer stream, same node  ──► ABORTED
 //!         stream age reached       ──► UNAVAILABLE (reconnect: rebalances replicas)
@@ -15,7 +15,7 @@
 //! order (batch before hello, second hello, sequence going backwards,
 //! unsupported version), RESOURCE_EXHAUSTED for sizes and definition counts.
 //! Batches of one stream are handled in order and each is acknowledged only
-//! after the sink made it durable, so an acknowledgement covers every earlier
+//! after the intake (the spool) made it durable, so an acknowledgement covers every earlier
 //! batch too.
 
 use std::net::SocketAddr;
@@ -33,8 +33,8 @@ use tracing::Instrument as _;
 
 use crate::config::Config;
 use crate::identity::{self, Credential};
+use crate::intake::{AcceptedBatch, Intake};
 use crate::registry::{Registry, StreamId};
-use crate::sink::{AcceptedBatch, Sink};
 use crate::tail::Tail;
 
 /// Per-stream limits.
@@ -56,7 +56,7 @@ pub struct StreamLimits {
 /// What every stream shares.
 pub struct Shared {
     /// Where accepted batches go.
-    pub sink: Arc<dyn Sink>,
+    pub intake: Arc<dyn Intake>,
     /// Connected streams.
     pub registry: Registry,
     /// Live rows for Admin.Tail.
@@ -298,8 +298,8 @@ impl Session {
                         stored: defs.complete(&batch),
                         decoded,
                     });
-                    if let Err(e) = self.shared.sink.write(Arc::clone(&accepted)).instrument(span).await {
-                        self.shared.metrics.sink_errors.inc();
+                    if let Err(e) = self.shared.intake.write(Arc::clone(&accepted)).instrument(span).await {
+                        self.shared.metrics.intake_errors.inc();
                         return Err(Status::unavailable(format!("batch {} not stored: {e}", batch.sequence)));
                     }
                     last = Some(batch.sequence);

@@ -8,13 +8,14 @@
 //! - [`budget`]: the reporter-wide memory budget streams' definitions and
 //!   batches in flight are charged against.
 //! - [`ingest`]: one gatherer's stream from Hello to its end: sequence checks,
-//!   decoding ([`hostpulse_proto::codec`]), the sink, acknowledgements,
+//!   decoding ([`hostpulse_proto::codec`]), the intake, acknowledgements,
 //!   configuration pushes; [`admission`] decides what a batch may contain
 //!   (the rules of [`hostpulse_proto::rules`], the table namespace, the time
 //!   window) before it is acknowledged.
-//! - [`sink`]: where accepted batches go; an acknowledgement is sent only once
-//!   the sink has made the batch durable: the [`spool`], whose drainers feed
-//!   every [`store`] from its own cursor.
+//! - [`intake`]: where accepted batches go; an acknowledgement is sent only
+//!   once the intake has made the batch durable: the [`spool`] (the disk
+//!   log), whose drainers feed every [`store`] (a database or file
+//!   destination) from its own cursor.
 //! - [`admin`]: ListNodes, Tail, GetConfig; [`registry`] holds the connected
 //!   streams and [`tail`] the live rows.
 //! - [`store`]: the databases the spool drains into.
@@ -39,13 +40,13 @@ pub mod cli;
 pub mod config;
 pub mod identity;
 pub mod ingest;
+pub mod intake;
 pub mod limits;
 pub mod listener;
 pub mod metrics;
 pub mod registry;
 pub mod security;
 pub mod server;
-pub mod sink;
 pub mod spool;
 pub mod store;
 pub mod tail;

@@ -11,11 +11,11 @@ use reporter::admission::{Admission, AdmissionOptions};
 use reporter::cli::{Args, Ingest};
 use reporter::config::{self, ConfigStore};
 use reporter::ingest::{Shared, StreamLimits};
+use reporter::intake::{Discard, Intake};
 use reporter::metrics::{Metrics, ReporterReport, write_self_rows};
 use reporter::registry::Registry;
 use reporter::security::Security;
 use reporter::server::{self, ServerOptions};
-use reporter::sink::{NullSink, Sink};
 use reporter::spool::{Spool, SpoolOptions};
 use reporter::store::Store;
 use reporter::store::jsonl::JsonlStore;
@@ -117,8 +117,8 @@ async fn run(args: Args) -> Result<ExitCode, StartError> {
     let security =
         Arc::new(Security::from_args(&args).map_err(|e| StartError::Config(e.to_string()))?);
     let mut questdb_schema = None;
-    let (sink, spool): (Arc<dyn Sink>, Option<Arc<Spool>>) = if args.ingest == Ingest::Discard {
-        (Arc::new(NullSink), None)
+    let (intake, spool): (Arc<dyn Intake>, Option<Arc<Spool>>) = if args.ingest == Ingest::Discard {
+        (Arc::new(Discard), None)
     } else {
         let options = SpoolOptions {
             dir: args.spool_dir.clone(),
@@ -138,7 +138,7 @@ async fn run(args: Args) -> Result<ExitCode, StartError> {
             Ok(Ok((spool, watch))) => {
                 questdb_schema = watch;
                 let spool = Arc::new(spool);
-                (Arc::clone(&spool) as Arc<dyn Sink>, Some(spool))
+                (Arc::clone(&spool) as Arc<dyn Intake>, Some(spool))
             }
             Ok(Err(e)) => return Err(e),
             Err(e) => return Err(StartError::Runtime(format!("opening the spool: {e}"))),
@@ -149,7 +149,7 @@ async fn run(args: Args) -> Result<ExitCode, StartError> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let reporter_id = args.reporter_id.clone().unwrap_or_else(hostname);
     let shared = Arc::new(Shared {
-        sink,
+        intake,
         registry: Registry::default(),
         tail: Tail::default(),
         config: config.subscribe(),
@@ -260,7 +260,7 @@ async fn run(args: Args) -> Result<ExitCode, StartError> {
         },
     };
     tracing::info!(
-        listen = %local, sink = shared.sink.name(), reporter_id = %reporter_id,
+        listen = %local, ingest = shared.intake.name(), reporter_id = %reporter_id,
         config = ?args.ops.config, generation = shared.config.borrow().generation,
         security = security.describe(), "reporter serving"
     );

@@ -3,7 +3,7 @@
 //! - `/metrics` on the admin port (`--admin-listen`), through [`Report`];
 //! - the `hostpulse_self` table: every `--self-interval` the reporter writes a
 //!   row with tag `component = "reporter"` (plus one per store, tag `store`)
-//!   through its own sink, so its health is stored, drained and deduplicated
+//!   through its own intake (the spool), so its health is stored, drained and deduplicated
 //!   exactly like the gatherers' rows ([`self_rows`], [`write_self_rows`]).
 //!
 //! The stream counters live here; the spool's and stores' live in the spool
@@ -20,7 +20,7 @@ use hostpulse_proto::codec::{Dictionary, StreamDefs};
 use hostpulse_proto::row::Row;
 
 use crate::ingest::Shared;
-use crate::sink::AcceptedBatch;
+use crate::intake::AcceptedBatch;
 
 /// Stream counters.
 #[derive(Debug, Default)]
@@ -35,10 +35,10 @@ pub struct Metrics {
     pub batches: Counter,
     /// Samples in acknowledged batches.
     pub samples: Counter,
-    /// From a batch's arrival to its acknowledgement (decode + sink + fsync).
+    /// From a batch's arrival to its acknowledgement (decode + spool append + fsync).
     pub ack_seconds: Histogram,
-    /// Batches the sink did not take (the stream ended with UNAVAILABLE).
-    pub sink_errors: Counter,
+    /// Batches the spool did not take (the stream ended with UNAVAILABLE).
+    pub intake_errors: Counter,
     /// The listener's accept errors, open and pending connections.
     pub connections: Arc<crate::listener::ConnectionStats>,
     /// The Ingest limits, for the streams waiting for their Hello.
@@ -145,10 +145,10 @@ impl Report for ReporterReport {
             m.samples.get() as f64,
         );
         page.single(
-            "hostpulse_reporter_sink_refused_batches_total",
+            "hostpulse_reporter_intake_refused_batches_total",
             Kind::Counter,
-            "Batches the sink did not take (not acknowledged; the gatherer resends).",
-            m.sink_errors.get() as f64,
+            "Batches the spool did not take (not acknowledged; the gatherer resends).",
+            m.intake_errors.get() as f64,
         );
         let a = &self.shared.auth;
         let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed) as f64;
@@ -312,7 +312,7 @@ pub fn self_rows(shared: &Shared, ts: i64) -> Vec<Row> {
     row.int("streams_total", m.streams_opened.get());
     row.int("batches_total", m.batches.get());
     row.int("samples_total", m.samples.get());
-    row.int("sink_refused_batches_total", m.sink_errors.get());
+    row.int("intake_refused_batches_total", m.intake_errors.get());
     row.int(
         "unauthenticated_total",
         shared.auth.rejected_total.load(Ordering::Relaxed),
@@ -345,8 +345,8 @@ pub fn self_rows(shared: &Shared, ts: i64) -> Vec<Row> {
     rows
 }
 
-/// Writes the reporter's rows through its own sink every `interval`, until
-/// the reporter stops. A batch the sink refuses (spool full) is skipped: self
+/// Writes the reporter's rows through its own intake every `interval`, until
+/// the reporter stops. A batch the spool refuses (full) is skipped: self
 /// rows never compete with the gatherers' data for space.
 pub async fn write_self_rows(shared: Arc<Shared>, interval: Duration) {
     let node: Arc<str> = Arc::from(shared.reporter_id.as_str());
@@ -377,7 +377,7 @@ pub async fn write_self_rows(shared: Arc<Shared>, interval: Duration) {
             decoded,
             stored: batch,
         });
-        if let Err(e) = shared.sink.write(accepted).await {
+        if let Err(e) = shared.intake.write(accepted).await {
             tracing::debug!(error = %e, "the reporter's own rows were not stored");
         }
     }

@@ -295,12 +295,15 @@ fn admin_ports_serve_metrics_health_and_kubelet_grpc_health() {
         "{r}"
     );
     assert_eq!(
-        sample(&r, "hostpulse_reporter_sink_errors_total{store=\"sqlite\"}"),
+        sample(
+            &r,
+            "hostpulse_reporter_store_errors_total{store=\"sqlite\"}"
+        ),
         Some(0.0),
         "{r}"
     );
     assert!(
-        r.contains("hostpulse_reporter_sink_write_seconds_bucket{store=\"sqlite\",le=\"+Inf\"}"),
+        r.contains("hostpulse_reporter_store_write_seconds_bucket{store=\"sqlite\",le=\"+Inf\"}"),
         "{r}"
     );
     assert_eq!(
@@ -523,7 +526,7 @@ fn traces_reach_an_otlp_collector_when_one_is_configured() {
         ("hostpulse-reporter", "stream"),
         ("hostpulse-reporter", "batch"),
         ("hostpulse-reporter", "spool.commit"),
-        ("hostpulse-reporter", "sink.flush"),
+        ("hostpulse-reporter", "store.flush"),
         ("hostpulse-gatherer", "stream"),
         ("hostpulse-gatherer", "cycle"),
     ] {
@@ -534,7 +537,7 @@ fn traces_reach_an_otlp_collector_when_one_is_configured() {
     }
 
     // Only hostpulse's own spans: not the HTTP/2 and gRPC libraries' ones.
-    let ours = ["stream", "batch", "spool.commit", "sink.flush", "cycle"];
+    let ours = ["stream", "batch", "spool.commit", "store.flush", "cycle"];
     let foreign: Vec<_> = names
         .iter()
         .filter(|(_, n)| !ours.contains(&n.as_str()))
@@ -703,7 +706,7 @@ fn a_taken_admin_port_or_a_malformed_otlp_endpoint_stops_the_daemon_at_start() {
         ("gatherer", vec!["--once", "--interval", "100ms"]),
         (
             "reporter",
-            vec!["--listen", "127.0.0.1:0", "--sink", "null"],
+            vec!["--listen", "127.0.0.1:0", "--ingest", "discard"],
         ),
     ] {
         let mut args = vec!["--admin-listen", addr.as_str()];

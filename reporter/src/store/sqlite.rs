@@ -215,7 +215,7 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
 
 use super::{Store, StoreError};
-use crate::sink::AcceptedBatch;
+use crate::intake::AcceptedBatch;
 
 #[cfg(test)]
 mod tests;
