@@ -172,7 +172,7 @@ async fn streaming(
         memory_bytes: args.buffer_memory_bytes,
     })
     .map_err(|e| StartError::Disk(e.to_string()))?;
-    metrics().observe_buffer(&buffer);
+    metrics().observe_buffer(buffer.len(), buffer.bytes(), buffer.dropped());
     let options = StreamOptions {
         targets,
         node_id: node,

@@ -115,7 +115,7 @@ where
         Err(e) => return StartError::Runtime(format!("cannot start the runtime: {e}")).exit(),
     };
     runtime.block_on(async move {
-        let telemetry = match telemetry::init(service, ops) {
+        let telemetry = match telemetry::init(service, &ops.telemetry) {
             Ok(t) => t,
             Err(e) => return StartError::Config(e.to_string()).exit(),
         };

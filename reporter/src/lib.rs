@@ -21,7 +21,10 @@
 //! - [`store`]: the databases the spool drains into.
 //! - [`config`]: the `[gatherers]` table of the configuration file, pushed to
 //!   gatherers and reloaded on SIGHUP or change.
-//! - [`metrics`]: self-metrics for `/metrics` and the `hostpulse_self` table.
+//! - [`state`]: what every stream, Admin and the self-report share.
+//! - [`metrics`]: the stream counters; [`report`] renders them (with the
+//!   spool's, the stores' and the process's) for `/metrics` and writes the
+//!   `hostpulse_self` rows.
 //! - [`security`]: TLS and authentication flags, checked at start and
 //!   reloaded on SIGHUP or file change: [`tls`] (certificates, client CA),
 //!   [`token`] (bearer tokens), [`acceptor`] (the TLS listener), [`auth`] (the
@@ -45,9 +48,11 @@ pub mod limits;
 pub mod listener;
 pub mod metrics;
 pub mod registry;
+pub mod report;
 pub mod security;
 pub mod server;
 pub mod spool;
+pub mod state;
 pub mod store;
 pub mod tail;
 pub mod tls;

@@ -10,13 +10,14 @@ use hostpulse_ops::daemon::{self, StartError, Threads};
 use reporter::admission::{Admission, AdmissionOptions};
 use reporter::cli::{Args, Ingest};
 use reporter::config::{self, ConfigStore};
-use reporter::ingest::{Shared, StreamLimits};
 use reporter::intake::{Discard, Intake};
-use reporter::metrics::{Metrics, ReporterReport, write_self_rows};
+use reporter::metrics::Metrics;
 use reporter::registry::Registry;
+use reporter::report::{ReporterReport, write_self_rows};
 use reporter::security::Security;
 use reporter::server::{self, ServerOptions};
 use reporter::spool::{Spool, SpoolOptions};
+use reporter::state::{Shared, StreamLimits};
 use reporter::store::Store;
 use reporter::store::jsonl::JsonlStore;
 use reporter::store::questdb;
@@ -195,8 +196,14 @@ async fn run(args: Args) -> Result<ExitCode, StartError> {
         .unwrap_or_default();
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let signals = tokio::spawn(handle_signals(config, stop_tx, args.config_check_interval));
-    let reloader = security.spawn_reloader(args.config_check_interval);
+    let signals = tokio::spawn(handle_signals(stop_tx));
+    // One loop reloads the configuration, the TLS files and the tokens.
+    let mut watched = security.watched();
+    watched.push(Arc::new(config) as Arc<dyn hostpulse_ops::reload::Watched>);
+    let reloader = tokio::spawn(hostpulse_ops::reload::run(
+        watched,
+        args.config_check_interval,
+    ));
     let shutdown_timeout = args.shutdown_timeout;
     let health = options.health.clone();
     let shutdown = async move {
@@ -310,50 +317,20 @@ async fn run(args: Args) -> Result<ExitCode, StartError> {
     })
 }
 
-/// SIGHUP, or a change of the file seen by the periodic check, reloads the
-/// configuration; SIGINT or SIGTERM stops the server.
-async fn handle_signals(
-    config: ConfigStore,
-    stop: tokio::sync::oneshot::Sender<()>,
-    check: Duration,
-) {
-    let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::hangup()),
+/// Resolves on SIGINT or SIGTERM (never, if the handlers cannot be
+/// installed: the default disposition then still stops the process).
+/// SIGHUP belongs to the reload loop ([`hostpulse_ops::reload`]).
+async fn handle_signals(stop: tokio::sync::oneshot::Sender<()>) {
+    let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
     ) else {
         tracing::error!("cannot install signal handlers");
         return;
     };
-    let reload = |config: &ConfigStore| match config.reload() {
-        Ok(Some(generation)) => {
-            tracing::info!(generation, "configuration reloaded; pushing to gatherers")
-        }
-        Ok(None) => tracing::info!("configuration reloaded; nothing changed"),
-        Err(e) => {
-            tracing::error!(error = %e, "configuration NOT reloaded; the previous one stays in force")
-        }
-    };
-    let mut seen = config.fingerprint();
-    let mut ticker = tokio::time::interval(check);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = hup.recv() => {
-                seen = config.fingerprint();
-                reload(&config);
-            }
-            _ = ticker.tick() => {
-                let now = config.fingerprint();
-                if now.is_some() && now != seen {
-                    seen = now;
-                    tracing::info!("configuration file changed");
-                    reload(&config);
-                }
-            }
-            _ = term.recv() => break,
-            _ = int.recv() => break,
-        }
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
     }
     let _ = stop.send(());
 }
