@@ -386,6 +386,8 @@ mod tests {
         labels: Vec<String>,
         #[arg(long)]
         node_id: Option<String>,
+        #[arg(long, visible_alias = "old-name", default_value = "x")]
+        new_name: String,
     }
 
     fn file(text: &str) -> tempfile::NamedTempFile {
@@ -399,6 +401,12 @@ mod tests {
         let mut argv: Vec<OsString> = vec!["demo".into(), "--config".into(), f.path().into()];
         argv.extend(extra.iter().map(OsString::from));
         load::<Demo>(argv, &["gatherers"])
+    }
+
+    #[test]
+    fn a_renamed_flag_keeps_its_old_name_as_a_file_key() {
+        let l = load_with("old_name = \"kept\"\n", &[]).unwrap();
+        assert_eq!(l.args.new_name, "kept");
     }
 
     #[test]
