@@ -4,7 +4,7 @@
 //! JSON object per line (`--log-format json`, for log shippers), filtered by
 //! `--log-level`.
 //!
-//! Traces: spans (stream lifecycle, batches, sink flushes) are exported over
+//! Traces: spans (stream lifecycle, batches, store writes) are exported over
 //! OTLP/gRPC only when `OTEL_EXPORTER_OTLP_ENDPOINT` is set; the standard
 //! `OTEL_*` variables (`OTEL_SERVICE_NAME`, `OTEL_TRACES_SAMPLER`,
 //! `OTEL_EXPORTER_OTLP_HEADERS`, `OTEL_BSP_SCHEDULE_DELAY`...) apply. Without
