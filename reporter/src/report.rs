@@ -15,13 +15,60 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use hostpulse_ops::admin::Report;
-use hostpulse_ops::metrics::{Exposition, Kind};
+use hostpulse_ops::metrics::{Described, Exposition, Kind};
 use hostpulse_proto::codec::{Dictionary, StreamDefs};
 use hostpulse_proto::row::Row;
 
 use crate::intake::AcceptedBatch;
 use crate::metrics::Metrics;
 use crate::state::Shared;
+
+/// The prefix of the reporter's metric names on `/metrics`.
+const PREFIX: &str = "hostpulse_reporter_";
+
+/// The stream figures, described once for `/metrics` and the
+/// `hostpulse_self` row ([`Described`]).
+fn stream_figures(m: &Metrics) -> [(Described, u64); 5] {
+    let d = |name, kind, help| Described { name, kind, help };
+    [
+        (
+            d("streams_open", Kind::Gauge, "Gatherer streams open now."),
+            m.streams_open.get().max(0) as u64,
+        ),
+        (
+            d(
+                "streams_total",
+                Kind::Counter,
+                "Gatherer streams accepted (past their Hello).",
+            ),
+            m.streams_opened.get(),
+        ),
+        (
+            d(
+                "batches_total",
+                Kind::Counter,
+                "Batches acknowledged (durable in the spool).",
+            ),
+            m.batches.get(),
+        ),
+        (
+            d(
+                "samples_total",
+                Kind::Counter,
+                "Samples in acknowledged batches.",
+            ),
+            m.samples.get(),
+        ),
+        (
+            d(
+                "intake_refused_batches_total",
+                Kind::Counter,
+                "Batches the spool did not take (not acknowledged; the gatherer resends).",
+            ),
+            m.intake_errors.get(),
+        ),
+    ]
+}
 
 /// The admin port's view of a running reporter.
 pub struct ReporterReport {
@@ -34,18 +81,7 @@ pub struct ReporterReport {
 impl Report for ReporterReport {
     fn metrics(&self, page: &mut Exposition) {
         let m = &self.shared.metrics;
-        page.single(
-            "hostpulse_reporter_streams_open",
-            Kind::Gauge,
-            "Gatherer streams open now.",
-            m.streams_open.get() as f64,
-        );
-        page.single(
-            "hostpulse_reporter_streams_total",
-            Kind::Counter,
-            "Gatherer streams accepted (past their Hello).",
-            m.streams_opened.get() as f64,
-        );
+        page.described(PREFIX, &stream_figures(m));
         page.family(
             "hostpulse_reporter_streams_ended_total",
             Kind::Counter,
@@ -60,24 +96,6 @@ impl Report for ReporterReport {
         }
         connection_metrics(page, m);
         budget_metrics(page, &self.shared.limits.memory);
-        page.single(
-            "hostpulse_reporter_batches_total",
-            Kind::Counter,
-            "Batches acknowledged (durable in the spool).",
-            m.batches.get() as f64,
-        );
-        page.single(
-            "hostpulse_reporter_samples_total",
-            Kind::Counter,
-            "Samples in acknowledged batches.",
-            m.samples.get() as f64,
-        );
-        page.single(
-            "hostpulse_reporter_intake_refused_batches_total",
-            Kind::Counter,
-            "Batches the spool did not take (not acknowledged; the gatherer resends).",
-            m.intake_errors.get() as f64,
-        );
         let a = &self.shared.auth;
         let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed) as f64;
         page.family(
@@ -236,11 +254,9 @@ fn budget_metrics(page: &mut Exposition, budget: &crate::budget::MemoryBudget) {
 pub fn self_rows(shared: &Shared, ts: i64) -> Vec<Row> {
     let m = &shared.metrics;
     let mut row = Row::new("hostpulse_self", ts).tag("component", "reporter");
-    row.int("streams_open", m.streams_open.get().max(0) as u64);
-    row.int("streams_total", m.streams_opened.get());
-    row.int("batches_total", m.batches.get());
-    row.int("samples_total", m.samples.get());
-    row.int("intake_refused_batches_total", m.intake_errors.get());
+    for (d, value) in stream_figures(m) {
+        row.int(d.name, value);
+    }
     row.int(
         "unauthenticated_total",
         shared.auth.rejected_total.load(Ordering::Relaxed),
