@@ -21,7 +21,7 @@
 # Its CPU comes from GNU time (utime+stime of the whole process, every
 # thread); node_exporter's is the utime+stime delta of its own
 # /proc/PID/stat over the phase, so curl's cost is not counted against it.
-# The reporter runs with --sink null. Installs node_exporter, curl and time
+# The reporter runs with --ingest discard. Installs node_exporter, curl and time
 # if missing (needs root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -70,7 +70,7 @@ scrape_loop() { for _ in $(seq "$N"); do curl -sf -o /dev/null "http://127.0.0.1
 
 # --- a reporter for the streaming phases.
 RP=$(free_port)
-"$R" --listen 127.0.0.1:$RP --sink null --log-level warn >/dev/null 2>&1 &
+"$R" --listen 127.0.0.1:$RP --ingest discard --log-level warn >/dev/null 2>&1 &
 pids+=("$!")
 for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$RP") 2>/dev/null && break; sleep 0.1; done
 

@@ -427,7 +427,7 @@ CREATE TABLE IF NOT EXISTS "hostpulse_self" (
     streams_total LONG,
     batches_total LONG,
     samples_total LONG,
-    sink_refused_batches_total LONG,
+    intake_refused_batches_total LONG,
     unauthenticated_total LONG,
     spool_bytes LONG,
     spool_full LONG,

@@ -18,7 +18,12 @@ use crate::roots::Roots;
 /// Without a reporter it prints one JSON object per row on stdout
 /// (serverless mode): {"table","ts","node","tags","fields"}.
 #[derive(Debug, Parser)]
-#[command(name = "gatherer", version, max_term_width = 100)]
+#[command(
+    name = "gatherer",
+    version,
+    max_term_width = 100,
+    after_help = hostpulse_ops::exit_codes_help!()
+)]
 pub struct Args {
     /// Collect one round (waiting one interval first, so rates exist), print
     /// it as JSON lines and exit.

@@ -1,4 +1,6 @@
-//! The `gatherer` binary: parses the command line and runs the serverless loop.
+//! The `gatherer` binary: loads the settings, then collects in serverless
+//! mode (JSON lines on stdout) or streams to the reporters given with
+//! `--reporter`, with the admin port beside either.
 
 #![forbid(unsafe_code)]
 
@@ -19,13 +21,13 @@ use gatherer::stream::credentials::Credentials;
 use gatherer::stream::targets::Target;
 use gatherer::stream::{self, SharedBuffer, StreamOptions};
 use hostpulse_ops::admin;
-use hostpulse_ops::daemon::{self, Threads};
+use hostpulse_ops::daemon::{self, StartError, Threads};
 use hostpulse_ops::metrics::Exposition;
 
 fn main() -> ExitCode {
     let loaded = match daemon::settings::<Args>(&[]) {
         Ok(l) => l,
-        Err(code) => return code,
+        Err(e) => return e.exit(),
     };
     if loaded.args.ops.print_config {
         print!("{}", loaded.render("gatherer", &|_, v| v.to_string()));
@@ -33,15 +35,11 @@ fn main() -> ExitCode {
     }
     let args = loaded.args;
     if let Err(e) = cli::check_labels(&args.labels) {
-        eprintln!("error: {e}");
-        return ExitCode::from(2);
+        return StartError::Config(e.to_string()).exit();
     }
     let ops = args.ops.clone();
     daemon::run("hostpulse-gatherer", &ops, Threads::One, || async move {
-        let (stop_admin, admin) = match start_admin(args.ops.admin_listen, args.interval).await {
-            Ok(a) => a,
-            Err(code) => return code,
-        };
+        let (stop_admin, admin) = start_admin(args.ops.admin_listen, args.interval).await?;
         let code = run(args).await;
         let _ = stop_admin.send(());
         if let Some(admin) = admin {
@@ -51,8 +49,8 @@ fn main() -> ExitCode {
     })
 }
 
-/// Serverless or streaming, until done or signalled.
-async fn run(args: Args) -> ExitCode {
+/// Serverless or streaming, until done or signalled; `Err` when it cannot start.
+async fn run(args: Args) -> Result<ExitCode, StartError> {
     let settings = args.settings();
     let node = args
         .node_id
@@ -77,7 +75,7 @@ async fn run(args: Args) -> ExitCode {
         "gatherer started in serverless mode (JSON lines on stdout)"
     );
     let result = run::serverless(collectors, options, std::io::stdout(), shutdown_signal()).await;
-    match result {
+    Ok(match result {
         Ok(Stopped::Signal) => {
             tracing::info!("stopping on signal");
             ExitCode::SUCCESS
@@ -87,7 +85,7 @@ async fn run(args: Args) -> ExitCode {
             eprintln!("error: writing to stdout: {e}");
             ExitCode::FAILURE
         }
-    }
+    })
 }
 
 /// The admin port, when --admin-listen is given: returns the sender that
@@ -95,15 +93,14 @@ async fn run(args: Args) -> ExitCode {
 async fn start_admin(
     listen: Option<std::net::SocketAddr>,
     interval: Duration,
-) -> Result<(oneshot::Sender<()>, Option<tokio::task::JoinHandle<()>>), ExitCode> {
+) -> Result<(oneshot::Sender<()>, Option<tokio::task::JoinHandle<()>>), StartError> {
     let (tx, rx) = oneshot::channel::<()>();
     let Some(addr) = listen else {
         return Ok((tx, None));
     };
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-        eprintln!("error: --admin-listen {addr}: {e}");
-        ExitCode::FAILURE
-    })?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| StartError::Port(format!("--admin-listen {addr}: {e}")))?;
     tracing::info!(
         listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
         "admin port: /metrics, /healthz"
@@ -151,45 +148,31 @@ async fn streaming(
     settings: gatherer::collect::Settings,
     collectors: Collectors,
     node: String,
-) -> ExitCode {
+) -> Result<ExitCode, StartError> {
     let mut targets = Vec::new();
     for url in &args.reporter {
-        match Target::parse(url) {
-            Ok(t) => targets.push(t),
-            Err(e) => {
-                eprintln!("error: --reporter: {e}");
-                return ExitCode::from(2);
-            }
-        }
+        let target =
+            Target::parse(url).map_err(|e| StartError::Config(format!("--reporter: {e}")))?;
+        targets.push(target);
     }
-    let credentials = match Credentials::new(
+    let credentials = Credentials::new(
         args.tls_ca.clone(),
         args.tls_cert.clone(),
         args.tls_key.clone(),
         args.token_file.clone(),
         &targets,
-    ) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    )
+    .map_err(|e| StartError::Config(e.to_string()))?;
     if let Some(warning) = credentials.node_id_mismatch(&node) {
         tracing::warn!("{warning}");
     }
-    let buffer = match Buffer::open(BufferOptions {
+    let buffer = Buffer::open(BufferOptions {
         dir: args.buffer_dir.clone(),
         max_bytes: args.buffer_max_bytes,
         memory_bytes: args.buffer_memory_bytes,
-    }) {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    metrics().observe_buffer(&buffer);
+    })
+    .map_err(|e| StartError::Disk(e.to_string()))?;
+    metrics().observe_buffer(buffer.len(), buffer.bytes(), buffer.dropped());
     let options = StreamOptions {
         targets,
         node_id: node,
@@ -211,7 +194,7 @@ async fn streaming(
         let _ = tx.send(true);
     });
     stream::run(collectors, settings, SharedBuffer::new(buffer), options, rx).await;
-    ExitCode::SUCCESS
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Resolves on SIGINT or SIGTERM; if the handlers cannot be installed, never

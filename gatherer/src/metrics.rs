@@ -6,14 +6,15 @@
 //!
 //! A static rather than a handle threaded through every call: there is one
 //! gatherer per process, and recording must stay a relaxed atomic add.
+//!
+//! This module takes numbers, never the collectors or the buffer: the
+//! collection loop and the stream hand it what they counted, so nothing here
+//! imports upward.
 
 use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use hostpulse_ops::metrics::{Counter, Exposition, Gauge, Histogram, Kind};
-
-use crate::collect::Collectors;
-use crate::stream::buffer::Buffer;
 
 /// The gatherer's counters.
 #[derive(Debug, Default)]
@@ -63,16 +64,19 @@ pub fn metrics() -> &'static Metrics {
 }
 
 impl Metrics {
-    /// Records a completed cycle.
-    pub fn cycle_done(&self, took: Duration, samples: u64, collectors: &Collectors) {
+    /// Records a completed cycle: its duration, the samples it collected and
+    /// each family's errors since start (`(family, errors_total)`).
+    pub fn cycle_done(
+        &self,
+        took: Duration,
+        samples: u64,
+        family_errors: impl IntoIterator<Item = (&'static str, u64)>,
+    ) {
         self.cycles.inc();
         self.samples_collected.add(samples);
         self.cycle_seconds.observe(took);
         *self.last_cycle.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
-        let errors = collectors
-            .status()
-            .map(|s| (s.family.name(), s.errors_total))
-            .collect();
+        let errors = family_errors.into_iter().collect();
         *self.family_errors.lock().unwrap_or_else(|p| p.into_inner()) = errors;
     }
 
@@ -89,13 +93,15 @@ impl Metrics {
             .map(|t| t.elapsed())
     }
 
-    /// Copies the buffer's occupancy into the gauges.
-    pub fn observe_buffer(&self, buffer: &Buffer) {
-        self.batches_buffered.set(buffer.len() as i64);
+    /// Sets the buffer gauges: unacknowledged batches and their bytes, and
+    /// batches dropped since the buffer was created.
+    pub fn observe_buffer(&self, batches: usize, bytes: u64, dropped: u64) {
+        self.batches_buffered
+            .set(i64::try_from(batches).unwrap_or(i64::MAX));
         self.buffer_bytes
-            .set(i64::try_from(buffer.bytes()).unwrap_or(i64::MAX));
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
         self.batches_dropped
-            .set(i64::try_from(buffer.dropped()).unwrap_or(i64::MAX));
+            .set(i64::try_from(dropped).unwrap_or(i64::MAX));
     }
 
     /// Writes every family for `/metrics`.

@@ -54,7 +54,10 @@ pub fn collect_cycle(collectors: &mut Collectors, rows: &mut Vec<Row>) -> Cycle 
     let took = started.elapsed();
     rows.push(agent::row(cycle.ts, took, n, failed, collectors));
     let samples: usize = rows.iter().map(|r| r.fields.len()).sum();
-    crate::metrics::metrics().cycle_done(took, samples as u64, collectors);
+    let errors = collectors
+        .status()
+        .map(|s| (s.family.name(), s.errors_total));
+    crate::metrics::metrics().cycle_done(took, samples as u64, errors);
     cycle
 }
 

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use crate::telemetry::LogFormat;
+use crate::telemetry::TelemetryArgs;
 
 /// Configuration file, admin port, logs and traces.
 #[derive(Debug, Clone, clap::Args)]
@@ -24,16 +24,7 @@ pub struct OpsArgs {
     #[arg(long, env = "HOSTPULSE_ADMIN_LISTEN")]
     pub admin_listen: Option<SocketAddr>,
 
-    /// Log level on stderr: error, warn, info, debug, trace.
-    #[arg(long, env = "HOSTPULSE_LOG_LEVEL", default_value = "info")]
-    pub log_level: tracing::Level,
-
-    /// Log lines as `text` or `json` (one object per line, for log shippers).
-    #[arg(long, env = "HOSTPULSE_LOG_FORMAT", value_enum, default_value = "text")]
-    pub log_format: LogFormat,
-
-    /// Level of the spans exported over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT
-    /// is set (debug includes one span per batch).
-    #[arg(long, env = "HOSTPULSE_TRACE_LEVEL", default_value = "debug")]
-    pub trace_level: tracing::Level,
+    /// Logs and traces.
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
 }

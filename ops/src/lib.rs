@@ -11,6 +11,9 @@
 //!   naming the side and file at fault and the fix.
 //! - [`admin`]: the `--admin-listen` port: `/metrics`, `/healthz`, and
 //!   optionally gRPC health for kubelet probes.
+//! - [`reload`]: `Load`/`Reloadable` values read from files, and the one
+//!   reload loop (SIGHUP, or a file's fingerprint changed) that serves the
+//!   reporter's configuration, TLS material and tokens alike.
 //! - [`telemetry`]: logs (text or JSON lines on stderr) and traces (OTLP over
 //!   gRPC, only when `OTEL_EXPORTER_OTLP_ENDPOINT` is set).
 
@@ -22,5 +25,6 @@ pub mod cli;
 pub mod daemon;
 pub mod metrics;
 pub mod process;
+pub mod reload;
 pub mod settings;
 pub mod telemetry;

@@ -110,6 +110,19 @@ impl Histogram {
     }
 }
 
+/// A metric described once and read in two places: `/metrics` shows it as
+/// `{prefix}{name}` ([`Exposition::described`]), and the `hostpulse_self`
+/// row carries it as the field `{name}`, so the two names cannot drift.
+#[derive(Debug, Clone, Copy)]
+pub struct Described {
+    /// The name without the binary's prefix, e.g. `batches_total`.
+    pub name: &'static str,
+    /// Counter or gauge.
+    pub kind: Kind,
+    /// The `# HELP` text.
+    pub help: &'static str,
+}
+
 /// The kind of a metric family, for its `# TYPE` line.
 #[derive(Debug, Clone, Copy)]
 pub enum Kind {
@@ -156,6 +169,18 @@ impl Exposition {
     pub fn single(&mut self, name: &str, kind: Kind, help: &str, value: f64) {
         self.family(name, kind, help);
         self.sample(name, &[], value);
+    }
+
+    /// One single-sample family per figure, named `{prefix}{name}`.
+    pub fn described(&mut self, prefix: &str, figures: &[(Described, u64)]) {
+        for (d, value) in figures {
+            self.single(
+                &format!("{prefix}{}", d.name),
+                d.kind,
+                d.help,
+                *value as f64,
+            );
+        }
     }
 
     /// The `_bucket`, `_sum` and `_count` samples of a histogram (after its

@@ -202,10 +202,12 @@ fn file_arguments<A: CommandFactory>(
             continue;
         }
         let long = key.replace('_', "-");
-        let Some(arg) = command
-            .get_arguments()
-            .find(|a| a.get_long() == Some(long.as_str()))
-        else {
+        let Some(arg) = command.get_arguments().find(|a| {
+            // A renamed flag's old name (`visible_alias`) stays a valid key.
+            a.get_long() == Some(long.as_str())
+                || a.get_all_aliases()
+                    .is_some_and(|names| names.contains(&long.as_str()))
+        }) else {
             return Err(SettingsError::UnknownKey {
                 path: path.to_path_buf(),
                 key: key.clone(),
@@ -384,6 +386,8 @@ mod tests {
         labels: Vec<String>,
         #[arg(long)]
         node_id: Option<String>,
+        #[arg(long, visible_alias = "old-name", default_value = "x")]
+        new_name: String,
     }
 
     fn file(text: &str) -> tempfile::NamedTempFile {
@@ -397,6 +401,12 @@ mod tests {
         let mut argv: Vec<OsString> = vec!["demo".into(), "--config".into(), f.path().into()];
         argv.extend(extra.iter().map(OsString::from));
         load::<Demo>(argv, &["gatherers"])
+    }
+
+    #[test]
+    fn a_renamed_flag_keeps_its_old_name_as_a_file_key() {
+        let l = load_with("old_name = \"kept\"\n", &[]).unwrap();
+        assert_eq!(l.args.new_name, "kept");
     }
 
     #[test]

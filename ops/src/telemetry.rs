@@ -4,7 +4,7 @@
 //! JSON object per line (`--log-format json`, for log shippers), filtered by
 //! `--log-level`.
 //!
-//! Traces: spans (stream lifecycle, batches, sink flushes) are exported over
+//! Traces: spans (stream lifecycle, batches, store writes) are exported over
 //! OTLP/gRPC only when `OTEL_EXPORTER_OTLP_ENDPOINT` is set; the standard
 //! `OTEL_*` variables (`OTEL_SERVICE_NAME`, `OTEL_TRACES_SAMPLER`,
 //! `OTEL_EXPORTER_OTLP_HEADERS`, `OTEL_BSP_SCHEDULE_DELAY`...) apply. Without
@@ -45,6 +45,23 @@ const OWN_TARGETS: [&str; 5] = [
 /// The variable that turns trace export on.
 pub const OTLP_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
 
+/// The logging and tracing flags, flattened into [`crate::cli::OpsArgs`].
+#[derive(Debug, Clone, clap::Args)]
+pub struct TelemetryArgs {
+    /// Log level on stderr: error, warn, info, debug, trace.
+    #[arg(long, env = "HOSTPULSE_LOG_LEVEL", default_value = "info")]
+    pub log_level: tracing::Level,
+
+    /// Log lines as `text` or `json` (one object per line, for log shippers).
+    #[arg(long, env = "HOSTPULSE_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+
+    /// Level of the spans exported over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT
+    /// is set (debug includes one span per batch).
+    #[arg(long, env = "HOSTPULSE_TRACE_LEVEL", default_value = "debug")]
+    pub trace_level: tracing::Level,
+}
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -74,8 +91,8 @@ pub struct Telemetry {
 /// Installs logging as `--log-level`/`--log-format` say and, when
 /// `OTEL_EXPORTER_OTLP_ENDPOINT` is set, trace export at `--trace-level` for
 /// `service` (overridden by `OTEL_SERVICE_NAME`).
-pub fn init(service: &str, ops: &crate::cli::OpsArgs) -> Result<Telemetry, TelemetryError> {
-    let (log_level, format, trace_level) = (ops.log_level, ops.log_format, ops.trace_level);
+pub fn init(service: &str, flags: &TelemetryArgs) -> Result<Telemetry, TelemetryError> {
+    let (log_level, format, trace_level) = (flags.log_level, flags.log_format, flags.trace_level);
     let ansi = format == LogFormat::Text && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)

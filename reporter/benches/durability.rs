@@ -30,7 +30,7 @@
 //! `hostpulse_proto::codec::Dictionary` as batch `c + 1`; the batch is made
 //! self-contained with `Dictionary::complete` and decoded again with a fresh
 //! `StreamDefs`: exactly the `AcceptedBatch { node, decoded, stored }` the
-//! ingest session hands to its sink. Values are the same for every node and
+//! ingest session hands to its intake (the spool). Values are the same for every node and
 //! cycle (only node and ts differ), which makes VictoriaMetrics' compression
 //! a little easier than real data would.
 //!
@@ -39,7 +39,7 @@
 //! A `Spool` in a fresh directory with one store that accepts every write
 //! at once (so its drainer keeps trimming, as in production, and competes
 //! for the CPU: it decodes every record). K tokio tasks (K = 1, 16, 256; the
-//! runtime has one worker per core) each call `Sink::write` in a loop for
+//! runtime has one worker per core) each call `Intake::write` in a loop for
 //! `--secs` seconds, awaiting each acknowledgement before the next write, as
 //! an ingest session does. Reported: acknowledged batches/s, samples/s,
 //! MB/s of spool records (10^6 bytes: the `SpooledBatch` protobuf plus the
@@ -122,7 +122,7 @@ use hostpulse_proto::pb;
 use hostpulse_proto::row::{Row, Value};
 use prost::Message;
 use questdb::ingress::{Buffer, Sender, TimestampNanos};
-use reporter::sink::{AcceptedBatch, Sink};
+use reporter::intake::{AcceptedBatch, Intake};
 use reporter::spool::{Spool, SpoolOptions};
 use reporter::store::questdb::QuestDbStore;
 use reporter::store::{Store, StoreError};
@@ -716,8 +716,8 @@ fn wait_drained(spool: &Spool, total: u64) -> Instant {
     let deadline = Instant::now() + DRAIN_LIMIT;
     loop {
         let status = spool.status();
-        let sink = &status.sinks[0];
-        if sink.lag_bytes == 0 && sink.delivered_batches >= total {
+        let store = &status.stores[0];
+        if store.lag_bytes == 0 && store.delivered_batches >= total {
             return Instant::now();
         }
         assert!(
@@ -991,7 +991,7 @@ fn append_run(
         writer_fsync: of(&writer_tids, |e| e.2),
         drainer_fsync: of(&drainer_tids, |e| e.2 + e.1),
         lag_mb: status
-            .sinks
+            .stores
             .first()
             .map_or(0.0, |s| s.lag_bytes as f64 / 1e6),
         writer_cpu: cpu1.0 - cpu0.0,

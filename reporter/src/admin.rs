@@ -9,7 +9,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::config::Config;
-use crate::ingest::Shared;
+use crate::state::Shared;
 
 /// The `Admin` service.
 pub struct AdminService {

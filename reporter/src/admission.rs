@@ -1,7 +1,7 @@
 //! What the reporter accepts in a batch, decided before it is acknowledged.
 //!
 //! ```text
-//! Batch ──► normalise (tag values, integers) ──► decode ──► check rows ──► window ──► sink ──► Ack
+//! Batch ──► normalise (tag values, integers) ──► decode ──► check rows ──► window ──► intake (spool) ──► Ack
 //!                                                             │ refuse          │ drop groups,
 //!                                                             ▼ INVALID_ARGUMENT ▼ count, tell in Ack
 //! ```

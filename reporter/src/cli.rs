@@ -13,18 +13,25 @@ use clap::Parser;
     name = "reporter",
     version,
     max_term_width = 100,
-    after_help = "Spool tools: `reporter spool inspect FILE`, `reporter spool replay FILE --spool-dir DIR` (see `reporter spool --help`)."
+    after_help = concat!(
+        "Spool tools: `reporter spool inspect FILE`, `reporter spool replay FILE --spool-dir DIR` (see `reporter spool --help`).\n\n",
+        hostpulse_ops::exit_codes_help!()
+    )
 )]
 pub struct Args {
     /// Address to serve gRPC on (Ingest, Admin, health, reflection).
     #[arg(long, env = "HOSTPULSE_LISTEN", default_value = "0.0.0.0:8675")]
     pub listen: SocketAddr,
 
-    /// `spool`: every batch is fsync'ed to the disk spool before it is
-    /// acknowledged, then drained into the stores (--sqlite, --questdb,
-    /// --jsonl). `null`: discard without storing (benchmarks of the stream path).
-    #[arg(long, env = "HOSTPULSE_SINK", default_value = "spool", value_parser = ["spool", "null"])]
-    pub sink: String,
+    /// Where acknowledged batches go (formerly `--sink`, still accepted).
+    #[arg(
+        long,
+        visible_alias = "sink",
+        env = "HOSTPULSE_INGEST",
+        value_enum,
+        default_value_t = Ingest::Spool
+    )]
+    pub ingest: Ingest,
 
     /// The spool directory (one per replica: it is locked while in use).
     #[arg(long, env = "HOSTPULSE_SPOOL_DIR", default_value = "./spool")]
@@ -157,7 +164,9 @@ pub struct Args {
     #[arg(long, env = "HOSTPULSE_MAX_CONNECTION_AGE_GRACE", default_value = "30s", value_parser = parse_duration)]
     pub max_connection_age_grace: Duration,
 
-    /// How long to wait for streams to end on SIGTERM before exiting anyway.
+    /// How long SIGTERM waits for streams to end (each ends after its current
+    /// batch; Tail streams and streams that never sent Hello do not) before
+    /// closing their connections and draining the spool (--drain-timeout).
     #[arg(long, env = "HOSTPULSE_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
 
@@ -218,6 +227,18 @@ impl Args {
             custom_tables: self.custom_tables.0.clone(),
         }
     }
+}
+
+/// `--ingest`: what the reporter does with a batch before acknowledging it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Ingest {
+    /// Every batch is fsync'ed to the disk spool before it is acknowledged,
+    /// then drained into the stores (--sqlite, --questdb, --jsonl).
+    Spool,
+    /// Acknowledge and discard, storing nothing (benchmarks of the stream
+    /// path). `null` is the old name.
+    #[value(alias = "null")]
+    Discard,
 }
 
 /// Sizes like `1073741824`, `512MiB`, `1GiB`, `64M` (K/M/G/T are powers of 1024).

@@ -34,6 +34,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use hostpulse_ops::reload::{Fingerprint, Watched, Why};
 use hostpulse_proto::patterns::Patterns;
 use hostpulse_proto::{FAMILIES, pb};
 use serde::Deserialize;
@@ -286,10 +287,8 @@ impl ConfigStore {
 
     /// A fingerprint of the file as it is now (size, modification time,
     /// inode), following symlinks: a ConfigMap update swaps the link target.
-    pub fn fingerprint(&self) -> Option<(u64, std::time::SystemTime, u64)> {
-        use std::os::unix::fs::MetadataExt;
-        let m = std::fs::metadata(self.path.as_ref()?).ok()?;
-        Some((m.len(), m.modified().ok()?, m.ino()))
+    pub fn fingerprint(&self) -> Option<Fingerprint> {
+        hostpulse_ops::reload::fingerprint(self.path.as_ref()?)
     }
 
     /// Re-reads the file. Returns the new generation when the content
@@ -318,6 +317,34 @@ impl ConfigStore {
         let generation = fresh.generation;
         self.tx.send_replace(Arc::new(fresh));
         Ok(Some(generation))
+    }
+}
+
+/// The reload loop ([`hostpulse_ops::reload`]) re-reads the file on SIGHUP
+/// and when it changes; a vanished file (a ConfigMap being swapped) is not a
+/// change.
+impl Watched for ConfigStore {
+    fn fingerprints(&self) -> Vec<Option<Fingerprint>> {
+        vec![self.fingerprint()]
+    }
+
+    fn reload(&self, why: Why) {
+        if why == Why::Changed {
+            if self.fingerprint().is_none() {
+                return;
+            }
+            tracing::info!("configuration file changed");
+        }
+        match ConfigStore::reload(self) {
+            Ok(Some(generation)) => {
+                tracing::info!(generation, "configuration reloaded; pushing to gatherers")
+            }
+            Ok(None) => tracing::info!("configuration reloaded; nothing changed"),
+            Err(e) => tracing::error!(
+                error = %e,
+                "configuration NOT reloaded; the previous one stays in force"
+            ),
+        }
     }
 }
 

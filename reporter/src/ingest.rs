@@ -3,7 +3,7 @@
 //! ```text
 //! Hello ──► checks (version, node id, [`identity`]) ──► register ──► Welcome(config)
 //!   loop: Batch ──► sequence check ──► admission (normalise, decode, rules,
-//!         time window: crate::admission) ──► sink.write ──► Ack ──► Tail
+//!         time window: crate::admission) ──► intake.write ──► Ack ──► Tail
 //!         config reloaded          ──► GathererConfig (when this node's changed)
 //!         newer stream, same node  ──► ABORTED
 //!         stream age reached       ──► UNAVAILABLE (reconnect: rebalances replicas)
@@ -15,69 +15,25 @@
 //! order (batch before hello, second hello, sequence going backwards,
 //! unsupported version), RESOURCE_EXHAUSTED for sizes and definition counts.
 //! Batches of one stream are handled in order and each is acknowledged only
-//! after the sink made it durable, so an acknowledgement covers every earlier
+//! after the intake (the spool) made it durable, so an acknowledgement covers every earlier
 //! batch too.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use hostpulse_proto::PROTOCOL_VERSION;
 use hostpulse_proto::codec::{CodecError, StreamDefs};
 use hostpulse_proto::pb::{self, gatherer_message, reporter_message};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument as _;
 
-use crate::config::Config;
 use crate::identity::{self, Credential};
-use crate::registry::{Registry, StreamId};
-use crate::sink::{AcceptedBatch, Sink};
-use crate::tail::Tail;
-
-/// Per-stream limits.
-#[derive(Debug, Clone)]
-pub struct StreamLimits {
-    /// How long a new stream may take to send its Hello.
-    pub hello_timeout: Duration,
-    /// Row keys plus series one stream may define.
-    pub max_definitions: usize,
-    /// The reporter-wide memory budget the stream's definitions and batches
-    /// in flight are charged against ([`crate::budget`]).
-    pub memory: Arc<crate::budget::MemoryBudget>,
-    /// Streams end (UNAVAILABLE) after this age, scaled by a random factor in
-    /// 0.85..1.0 per stream, so reconnections spread out and a Kubernetes
-    /// Service rebalances them across replicas.
-    pub max_age: Duration,
-}
-
-/// What every stream shares.
-pub struct Shared {
-    /// Where accepted batches go.
-    pub sink: Arc<dyn Sink>,
-    /// Connected streams.
-    pub registry: Registry,
-    /// Live rows for Admin.Tail.
-    pub tail: Tail,
-    /// The gatherers' configuration.
-    pub config: watch::Receiver<Arc<Config>>,
-    /// Set to true when the reporter is stopping.
-    pub shutdown: watch::Receiver<bool>,
-    /// This replica's name, sent in Welcome.
-    pub reporter_id: String,
-    /// Per-stream limits.
-    pub limits: StreamLimits,
-    /// The spool, when batches go through one (Admin.Status reports it).
-    pub spool: Option<Arc<crate::spool::Spool>>,
-    /// Self-metrics of the streams.
-    pub metrics: crate::metrics::Metrics,
-    /// Authentication refusals (counted by the auth layer and the acceptor).
-    pub auth: Arc<crate::auth::AuthStats>,
-    /// What a batch may contain (checked before the acknowledgement).
-    pub admission: crate::admission::Admission,
-}
+use crate::intake::AcceptedBatch;
+use crate::registry::StreamId;
+use crate::state::Shared;
 
 /// The `Ingest` service.
 pub struct IngestService {
@@ -299,8 +255,8 @@ impl Session {
                         stored: defs.complete(&batch),
                         decoded,
                     });
-                    if let Err(e) = self.shared.sink.write(Arc::clone(&accepted)).instrument(span).await {
-                        self.shared.metrics.sink_errors.inc();
+                    if let Err(e) = self.shared.intake.write(Arc::clone(&accepted)).instrument(span).await {
+                        self.shared.metrics.intake_errors.inc();
                         return Err(Status::unavailable(format!("batch {} not stored: {e}", batch.sequence)));
                     }
                     last = Some(batch.sequence);

@@ -4,19 +4,19 @@
 
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
-use hostpulse_ops::daemon::{self, Threads};
+use hostpulse_ops::daemon::{self, StartError, Threads};
 use reporter::admission::Admission;
-use reporter::cli::Args;
+use reporter::cli::{Args, Ingest};
 use reporter::config::{self, ConfigStore};
-use reporter::ingest::{Shared, StreamLimits};
-use reporter::metrics::{Metrics, ReporterReport, write_self_rows};
+use reporter::intake::{Discard, Intake};
+use reporter::metrics::Metrics;
 use reporter::registry::Registry;
+use reporter::report::{ReporterReport, write_self_rows};
 use reporter::security::Security;
 use reporter::server::{self, ServerOptions};
-use reporter::sink::{NullSink, Sink};
 use reporter::spool::{Spool, SpoolOptions};
+use reporter::state::{Shared, StreamLimits};
 use reporter::store::Store;
 use reporter::store::jsonl::JsonlStore;
 use reporter::store::questdb;
@@ -32,15 +32,14 @@ fn main() -> ExitCode {
     }
     let loaded = match daemon::settings::<Args>(&[config::SECTION]) {
         Ok(l) => l,
-        Err(code) => return code,
+        Err(e) => return e.exit(),
     };
     if loaded.args.ops.print_config {
         // The pushed table is checked as at start, so a CI step running
         // --print-config catches its mistakes too.
         if let Some(path) = &loaded.args.ops.config {
             if let Err(e) = config::Config::load(path) {
-                eprintln!("error: configuration: {e}");
-                return ExitCode::from(2);
+                return StartError::Config(e.to_string()).exit();
             }
         }
         print!("{}", loaded.render("reporter", &redact));
@@ -61,7 +60,7 @@ fn main() -> ExitCode {
         Threads::PerCore,
         || async move {
             if args.apply_schema_and_exit {
-                apply_schema_and_exit(&args).await
+                Ok(apply_schema_and_exit(&args).await)
             } else {
                 run(args).await
             }
@@ -110,25 +109,16 @@ async fn apply_schema_and_exit(args: &Args) -> ExitCode {
     }
 }
 
-async fn run(args: Args) -> ExitCode {
-    let config = match ConfigStore::open(args.ops.config.as_deref()) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: configuration: {e}");
-            return ExitCode::from(2);
-        }
-    };
+/// Serves until SIGTERM; `Err` when it cannot start.
+async fn run(args: Args) -> Result<ExitCode, StartError> {
+    let config = ConfigStore::open(args.ops.config.as_deref())
+        .map_err(|e| StartError::Config(e.to_string()))?;
     // Before the spool: a wrong certificate path stops the reporter at once.
-    let security = match Security::from_args(&args) {
-        Ok(s) => Arc::new(s),
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    let security =
+        Arc::new(Security::from_args(&args).map_err(|e| StartError::Config(e.to_string()))?);
     let mut questdb_schema = None;
-    let (sink, spool): (Arc<dyn Sink>, Option<Arc<Spool>>) = if args.sink == "null" {
-        (Arc::new(NullSink), None)
+    let (intake, spool): (Arc<dyn Intake>, Option<Arc<Spool>>) = if args.ingest == Ingest::Discard {
+        (Arc::new(Discard), None)
     } else {
         let options = SpoolOptions {
             dir: args.spool_dir.clone(),
@@ -138,8 +128,9 @@ async fn run(args: Args) -> ExitCode {
             let args = args.clone();
             // Opening stores may talk to a database (schema): not on the runtime.
             tokio::task::spawn_blocking(move || {
-                let (stores, watch) = build_stores(&args).map_err(|e| (2u8, e))?;
-                let spool = Spool::open(options, stores).map_err(|e| (1u8, e.to_string()))?;
+                let (stores, watch) = build_stores(&args)?;
+                let spool = Spool::open(options, stores)
+                    .map_err(|e| StartError::Disk(format!("--spool-dir: {e}")))?;
                 Ok((spool, watch))
             })
         };
@@ -147,29 +138,18 @@ async fn run(args: Args) -> ExitCode {
             Ok(Ok((spool, watch))) => {
                 questdb_schema = watch;
                 let spool = Arc::new(spool);
-                (Arc::clone(&spool) as Arc<dyn Sink>, Some(spool))
+                (Arc::clone(&spool) as Arc<dyn Intake>, Some(spool))
             }
-            Ok(Err((code, e))) => {
-                eprintln!("error: {e}");
-                return ExitCode::from(code);
-            }
-            Err(e) => {
-                eprintln!("error: opening the spool: {e}");
-                return ExitCode::FAILURE;
-            }
+            Ok(Err(e)) => return Err(e),
+            Err(e) => return Err(StartError::Runtime(format!("opening the spool: {e}"))),
         }
     };
-    let listener = match listen(args.listen) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("error: cannot listen on {}: {e}", args.listen);
-            return ExitCode::FAILURE;
-        }
-    };
+    let listener = listen(args.listen)
+        .map_err(|e| StartError::Port(format!("--listen {}: {e}", args.listen)))?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let reporter_id = args.reporter_id.clone().unwrap_or_else(hostname);
     let shared = Arc::new(Shared {
-        sink,
+        intake,
         registry: Registry::default(),
         tail: Tail::default(),
         config: config.subscribe(),
@@ -193,8 +173,14 @@ async fn run(args: Args) -> ExitCode {
         .unwrap_or_default();
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let signals = tokio::spawn(handle_signals(config, stop_tx, args.config_check_interval));
-    let reloader = security.spawn_reloader(args.config_check_interval);
+    let signals = tokio::spawn(handle_signals(stop_tx));
+    // One loop reloads the configuration, the TLS files and the tokens.
+    let mut watched = security.watched();
+    watched.push(Arc::new(config) as Arc<dyn hostpulse_ops::reload::Watched>);
+    let reloader = tokio::spawn(hostpulse_ops::reload::run(
+        watched,
+        args.config_check_interval,
+    ));
     let shutdown_timeout = args.shutdown_timeout;
     let health = options.health.clone();
     let shutdown = async move {
@@ -254,37 +240,49 @@ async fn run(args: Args) -> ExitCode {
                     }
                 }))
             }
-            Err(e) => {
-                eprintln!("error: --admin-listen {addr}: {e}");
-                return ExitCode::FAILURE;
-            }
+            Err(e) => return Err(StartError::Port(format!("--admin-listen {addr}: {e}"))),
         },
     };
     tracing::info!(
-        listen = %local, sink = shared.sink.name(), reporter_id = %reporter_id,
+        listen = %local, ingest = shared.intake.name(), reporter_id = %reporter_id,
         config = ?args.ops.config, generation = shared.config.borrow().generation,
         security = security.describe(), "reporter serving"
     );
     let self_rows = tokio::spawn(write_self_rows(Arc::clone(&shared), args.self_interval));
     let full = spool.as_ref().map(|s| s.full());
+    let mut stopping = shared.shutdown.clone();
+    let registry = Arc::clone(&shared);
     let served = server::serve(shared, options, listener, full, &security, shutdown);
     tokio::pin!(served);
+    // --shutdown-timeout counts from SIGTERM; past it the server future is
+    // dropped, which closes the connections still open.
+    let overdue = async {
+        let _ = stopping.wait_for(|s| *s).await;
+        tokio::time::sleep(shutdown_timeout).await;
+    };
     let result = tokio::select! {
         r = &mut served => r,
+        () = overdue => {
+            tracing::warn!(
+                timeout = ?shutdown_timeout, open_streams = registry.registry.len(),
+                "streams still open after --shutdown-timeout: closing their connections"
+            );
+            Ok(())
+        }
     };
+    drop(registry);
     signals.abort();
     self_rows.abort();
     reloader.abort();
     if let Some(spool) = spool {
-        tracing::info!(timeout = ?shutdown_timeout, "draining the spool into the stores");
         let drain_timeout = args.drain_timeout;
+        tracing::info!(timeout = ?drain_timeout, "draining the spool into the stores");
         let _ = tokio::task::spawn_blocking(move || spool.shutdown(drain_timeout)).await;
     }
-    let _ = shutdown_timeout;
     if let Some(admin) = admin {
         admin.abort();
     }
-    match result {
+    Ok(match result {
         Ok(()) => {
             tracing::info!("stopped");
             ExitCode::SUCCESS
@@ -293,53 +291,23 @@ async fn run(args: Args) -> ExitCode {
             tracing::error!(error = %e, "server failed");
             ExitCode::FAILURE
         }
-    }
+    })
 }
 
-/// SIGHUP, or a change of the file seen by the periodic check, reloads the
-/// configuration; SIGINT or SIGTERM stops the server.
-async fn handle_signals(
-    config: ConfigStore,
-    stop: tokio::sync::oneshot::Sender<()>,
-    check: Duration,
-) {
-    let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::hangup()),
+/// Resolves on SIGINT or SIGTERM (never, if the handlers cannot be
+/// installed: the default disposition then still stops the process).
+/// SIGHUP belongs to the reload loop ([`hostpulse_ops::reload`]).
+async fn handle_signals(stop: tokio::sync::oneshot::Sender<()>) {
+    let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
     ) else {
         tracing::error!("cannot install signal handlers");
         return;
     };
-    let reload = |config: &ConfigStore| match config.reload() {
-        Ok(Some(generation)) => {
-            tracing::info!(generation, "configuration reloaded; pushing to gatherers")
-        }
-        Ok(None) => tracing::info!("configuration reloaded; nothing changed"),
-        Err(e) => {
-            tracing::error!(error = %e, "configuration NOT reloaded; the previous one stays in force")
-        }
-    };
-    let mut seen = config.fingerprint();
-    let mut ticker = tokio::time::interval(check);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = hup.recv() => {
-                seen = config.fingerprint();
-                reload(&config);
-            }
-            _ = ticker.tick() => {
-                let now = config.fingerprint();
-                if now.is_some() && now != seen {
-                    seen = now;
-                    tracing::info!("configuration file changed");
-                    reload(&config);
-                }
-            }
-            _ = term.recv() => break,
-            _ = int.recv() => break,
-        }
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
     }
     let _ = stop.send(());
 }
@@ -350,7 +318,7 @@ type Stores = (Vec<Box<dyn Store>>, Option<SchemaWatch>);
 /// The stores the spool drains into, from the command line: SQLite unless
 /// --questdb is given or --sqlite is `none`, plus QuestDB and JSON lines when
 /// asked; and the QuestDB store's schema verdict.
-fn build_stores(args: &Args) -> Result<Stores, String> {
+fn build_stores(args: &Args) -> Result<Stores, StartError> {
     let mut watch = None;
     let mut stores: Vec<Box<dyn Store>> = Vec::new();
     let sqlite = match args.sqlite.as_deref() {
@@ -361,25 +329,30 @@ fn build_stores(args: &Args) -> Result<Stores, String> {
     };
     if let Some(path) = sqlite {
         let store = SqliteStore::open(std::path::Path::new(&path), args.retention)
-            .map_err(|e| format!("--sqlite {path}: {e}"))?;
+            .map_err(|e| StartError::Store(format!("--sqlite {path}: {e}")))?;
         stores.push(Box::new(store));
     }
     if let Some(conf) = &args.questdb {
         let mode = if args.questdb_apply_schema {
             SchemaMode::Apply
         } else {
-            args.questdb_schema.parse::<SchemaMode>()?
+            args.questdb_schema
+                .parse::<SchemaMode>()
+                .map_err(StartError::Config)?
         };
-        let (store, checked) = questdb_schema::open(conf, mode)?;
+        let (store, checked) = questdb_schema::open(conf, mode).map_err(StartError::Store)?;
         watch = checked;
         stores.push(store);
     }
     if let Some(target) = &args.jsonl {
-        let store = JsonlStore::open(target).map_err(|e| format!("--jsonl {target}: {e}"))?;
+        let store = JsonlStore::open(target)
+            .map_err(|e| StartError::Store(format!("--jsonl {target}: {e}")))?;
         stores.push(Box::new(store));
     }
     if stores.is_empty() {
-        return Err("no store to drain the spool into: give --sqlite, --questdb or --jsonl".into());
+        return Err(StartError::Config(
+            "no store to drain the spool into: give --sqlite, --questdb or --jsonl".into(),
+        ));
     }
     Ok((stores, watch))
 }

@@ -1,26 +1,12 @@
-//! The reporter's self-metrics, and the two places they are read:
-//!
-//! - `/metrics` on the admin port (`--admin-listen`), through [`Report`];
-//! - the `hostpulse_self` table: every `--self-interval` the reporter writes a
-//!   row with tag `component = "reporter"` (plus one per store, tag `store`)
-//!   through its own sink, so its health is stored, drained and deduplicated
-//!   exactly like the gatherers' rows ([`self_rows`], [`write_self_rows`]).
-//!
-//! The stream counters live here; the spool's and stores' live in the spool
+//! The reporter's stream counters, recorded where streams start, end and
+//! acknowledge. They are read by [`crate::report`] (`/metrics` and the
+//! `hostpulse_self` rows); the spool's and stores' counters live in the spool
 //! (`Spool::write_metrics`), which owns the threads that record them.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use hostpulse_ops::admin::Report;
-use hostpulse_ops::metrics::{Counter, Exposition, Gauge, Histogram, Kind};
-use hostpulse_proto::codec::{Dictionary, StreamDefs};
-use hostpulse_proto::row::Row;
-
-use crate::ingest::Shared;
-use crate::sink::AcceptedBatch;
+use hostpulse_ops::metrics::{Counter, Gauge, Histogram};
 
 /// Stream counters.
 #[derive(Debug, Default)]
@@ -35,14 +21,14 @@ pub struct Metrics {
     pub batches: Counter,
     /// Samples in acknowledged batches.
     pub samples: Counter,
-    /// From a batch's arrival to its acknowledgement (decode + sink + fsync).
+    /// From a batch's arrival to its acknowledgement (decode + spool append + fsync).
     pub ack_seconds: Histogram,
-    /// Batches the sink did not take (the stream ended with UNAVAILABLE).
-    pub sink_errors: Counter,
+    /// Batches the spool did not take (the stream ended with UNAVAILABLE).
+    pub intake_errors: Counter,
     /// The listener's accept errors, open and pending connections.
     pub connections: Arc<crate::listener::ConnectionStats>,
     /// The Ingest limits, for the streams waiting for their Hello.
-    streams_waiting: std::sync::OnceLock<crate::limits::IngestLimitsLayer>,
+    pub(crate) streams_waiting: std::sync::OnceLock<crate::limits::IngestLimitsLayer>,
 }
 
 impl Metrics {
@@ -62,7 +48,7 @@ impl Metrics {
             .or_default() += 1;
     }
 
-    fn ended(&self) -> Vec<(&'static str, u64)> {
+    pub(crate) fn ended(&self) -> Vec<(&'static str, u64)> {
         self.streams_ended
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -92,294 +78,5 @@ fn code_name(code: tonic::Code) -> &'static str {
         Unavailable => "UNAVAILABLE",
         DataLoss => "DATA_LOSS",
         Unauthenticated => "UNAUTHENTICATED",
-    }
-}
-
-/// The admin port's view of a running reporter.
-pub struct ReporterReport {
-    /// What the streams share (metrics, registry, spool, configuration).
-    pub shared: Arc<Shared>,
-    /// The QuestDB store's schema verdict (`None`: no check).
-    pub questdb_schema: Option<crate::store::questdb_schema::SchemaWatch>,
-}
-
-impl Report for ReporterReport {
-    fn metrics(&self, page: &mut Exposition) {
-        let m = &self.shared.metrics;
-        page.single(
-            "hostpulse_reporter_streams_open",
-            Kind::Gauge,
-            "Gatherer streams open now.",
-            m.streams_open.get() as f64,
-        );
-        page.single(
-            "hostpulse_reporter_streams_total",
-            Kind::Counter,
-            "Gatherer streams accepted (past their Hello).",
-            m.streams_opened.get() as f64,
-        );
-        page.family(
-            "hostpulse_reporter_streams_ended_total",
-            Kind::Counter,
-            "Gatherer streams ended, by gRPC status (OK: the gatherer closed it).",
-        );
-        for (code, n) in m.ended() {
-            page.sample(
-                "hostpulse_reporter_streams_ended_total",
-                &[("code", code)],
-                n as f64,
-            );
-        }
-        connection_metrics(page, m);
-        budget_metrics(page, &self.shared.limits.memory);
-        page.single(
-            "hostpulse_reporter_batches_total",
-            Kind::Counter,
-            "Batches acknowledged (durable in the spool).",
-            m.batches.get() as f64,
-        );
-        page.single(
-            "hostpulse_reporter_samples_total",
-            Kind::Counter,
-            "Samples in acknowledged batches.",
-            m.samples.get() as f64,
-        );
-        page.single(
-            "hostpulse_reporter_sink_refused_batches_total",
-            Kind::Counter,
-            "Batches the sink did not take (not acknowledged; the gatherer resends).",
-            m.sink_errors.get() as f64,
-        );
-        let a = &self.shared.auth;
-        let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed) as f64;
-        page.family(
-            "hostpulse_reporter_unauthenticated_total",
-            Kind::Counter,
-            "Calls refused with UNAUTHENTICATED, by reason.",
-        );
-        for (reason, c) in [
-            ("no_client_cert", &a.rejected_no_client_cert),
-            ("bad_client_cert", &a.rejected_bad_client_cert),
-            ("missing_token", &a.rejected_missing_token),
-            ("invalid_token", &a.rejected_invalid_token),
-        ] {
-            page.sample(
-                "hostpulse_reporter_unauthenticated_total",
-                &[("reason", reason)],
-                load(c),
-            );
-        }
-        page.single(
-            "hostpulse_reporter_node_id_refused_total",
-            Kind::Counter,
-            "Hellos refused with PERMISSION_DENIED: the credential does not allow the node id.",
-            load(&a.node_id_refused),
-        );
-        page.single(
-            "hostpulse_reporter_plaintext_connections_total",
-            Kind::Counter,
-            "Plaintext connections to the TLS listener (refused).",
-            load(&a.plaintext_connections),
-        );
-        page.single(
-            "hostpulse_reporter_tls_handshake_failures_total",
-            Kind::Counter,
-            "TLS handshakes that failed.",
-            load(&a.handshake_failures),
-        );
-        page.single(
-            "hostpulse_reporter_credential_reloads_total",
-            Kind::Counter,
-            "Certificates or token files reloaded.",
-            load(&a.reloads_total),
-        );
-        page.single(
-            "hostpulse_reporter_credential_reload_failures_total",
-            Kind::Counter,
-            "Reloads that failed (the previous material stays in force).",
-            load(&a.reload_failures_total),
-        );
-        page.family(
-            "hostpulse_reporter_ack_seconds",
-            Kind::Histogram,
-            "From a batch's arrival to its acknowledgement: decode, spool append and fsync.",
-        );
-        page.histogram("hostpulse_reporter_ack_seconds", &[], &m.ack_seconds);
-        page.single(
-            "hostpulse_reporter_config_generation",
-            Kind::Gauge,
-            "Generation of the gatherers' configuration in force.",
-            self.shared.config.borrow().generation as f64,
-        );
-        self.shared.admission.write_metrics(page);
-        if let Some(spool) = &self.shared.spool {
-            spool.write_metrics(page);
-        }
-        crate::store::skipped_text::write_metrics(page);
-        if let Some(schema) = &self.questdb_schema {
-            schema.write_metrics(page);
-        }
-    }
-
-    fn notes(&self) -> Vec<String> {
-        self.questdb_schema
-            .iter()
-            .filter_map(|s| s.health_note())
-            .chain(self.shared.limits.memory.health_note())
-            .collect()
-    }
-
-    fn health(&self) -> Result<(), String> {
-        // Alive as long as it answers: a full spool or an unreachable
-        // database are readiness matters (gRPC health NOT_SERVING), and a
-        // restart would fix neither.
-        Ok(())
-    }
-}
-
-fn connection_metrics(page: &mut Exposition, m: &Metrics) {
-    let c = &m.connections;
-    page.single(
-        "hostpulse_reporter_streams_waiting_hello",
-        Kind::Gauge,
-        "Ingest streams opened and waiting for their Hello (not yet counted against --max-streams).",
-        m.streams_waiting.get().map_or(0, |l| l.streams_waiting()) as f64,
-    );
-    page.single(
-        "hostpulse_reporter_connections_open",
-        Kind::Gauge,
-        "Connections past their handshake, open now.",
-        c.open.load(Ordering::Relaxed) as f64,
-    );
-    page.single(
-        "hostpulse_reporter_handshakes_pending",
-        Kind::Gauge,
-        "Connections accepted whose HTTP/2 preface or TLS handshake is not complete.",
-        c.pending.load(Ordering::Relaxed) as f64,
-    );
-    page.single(
-        "hostpulse_reporter_handshake_timeouts_total",
-        Kind::Counter,
-        "Connections closed for not completing their handshake within --handshake-timeout.",
-        c.handshake_timeouts.load(Ordering::Relaxed) as f64,
-    );
-    page.single(
-        "hostpulse_reporter_connections_refused_pending_total",
-        Kind::Counter,
-        "Connections closed at accept: --max-pending-connections handshakes were in progress.",
-        c.refused_pending.load(Ordering::Relaxed) as f64,
-    );
-    page.single(
-        "hostpulse_reporter_accept_errors_total",
-        Kind::Counter,
-        "accept() failures (the descriptor limit, most likely); the listener backs off 10 ms to 1 s.",
-        c.accept_errors.load(Ordering::Relaxed) as f64,
-    );
-}
-
-fn budget_metrics(page: &mut Exposition, budget: &crate::budget::MemoryBudget) {
-    use crate::budget::Purpose;
-    page.single(
-        "hostpulse_reporter_memory_budget_bytes",
-        Kind::Gauge,
-        "--memory-budget: what stream definitions and batches in flight may hold.",
-        budget.limit() as f64,
-    );
-    page.single(
-        "hostpulse_reporter_memory_budget_used_bytes",
-        Kind::Gauge,
-        "Estimated bytes held now by stream definitions and batches in flight.",
-        budget.used() as f64,
-    );
-    page.family(
-        "hostpulse_reporter_memory_budget_refused_total",
-        Kind::Counter,
-        "Streams ended with RESOURCE_EXHAUSTED because the memory budget was exhausted, by what asked.",
-    );
-    for purpose in [Purpose::Definitions, Purpose::Batch] {
-        page.sample(
-            "hostpulse_reporter_memory_budget_refused_total",
-            &[("what", purpose.label())],
-            budget.refused(purpose) as f64,
-        );
-    }
-}
-
-/// The reporter's `hostpulse_self` rows at `ts` (Unix nanoseconds).
-pub fn self_rows(shared: &Shared, ts: i64) -> Vec<Row> {
-    let m = &shared.metrics;
-    let mut row = Row::new("hostpulse_self", ts).tag("component", "reporter");
-    row.int("streams_open", m.streams_open.get().max(0) as u64);
-    row.int("streams_total", m.streams_opened.get());
-    row.int("batches_total", m.batches.get());
-    row.int("samples_total", m.samples.get());
-    row.int("sink_refused_batches_total", m.sink_errors.get());
-    row.int(
-        "unauthenticated_total",
-        shared.auth.rejected_total.load(Ordering::Relaxed),
-    );
-    row.float("ack_seconds_total", m.ack_seconds.sum_seconds());
-
-    if let Some(usage) = hostpulse_ops::process::usage() {
-        row.float("cpu_seconds_total", usage.cpu_seconds);
-        row.int("rss_bytes", usage.rss_bytes);
-    }
-    let mut rows = Vec::new();
-    if let Some(spool) = &shared.spool {
-        let (fields, stores) = spool.self_fields();
-        for (name, value) in fields {
-            row.int(name, value);
-        }
-        rows.push(row);
-        for (store, fields) in stores {
-            let mut r = Row::new("hostpulse_self", ts)
-                .tag("component", "reporter")
-                .tag("store", store);
-            for (name, value) in fields {
-                r.int(name, value);
-            }
-            rows.push(r);
-        }
-    } else {
-        rows.push(row);
-    }
-    rows
-}
-
-/// Writes the reporter's rows through its own sink every `interval`, until
-/// the reporter stops. A batch the sink refuses (spool full) is skipped: self
-/// rows never compete with the gatherers' data for space.
-pub async fn write_self_rows(shared: Arc<Shared>, interval: Duration) {
-    let node: Arc<str> = Arc::from(shared.reporter_id.as_str());
-    let mut shutdown = shared.shutdown.clone();
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticker.tick().await;
-    let mut sequence = 0u64;
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = shutdown.changed() => return,
-        }
-        sequence += 1;
-        let ts = crate::registry::now_ms().saturating_mul(1_000_000);
-        let rows = self_rows(&shared, ts);
-        // Encoded like a gatherer's batch, so the spool and every store
-        // treat it the same way (one fresh dictionary: self-contained).
-        let mut dict = Dictionary::new();
-        let compact = dict.encode(sequence, &rows, &[]);
-        let batch = dict.complete(&compact);
-        let Ok(decoded) = StreamDefs::new(usize::MAX).decode(&batch) else {
-            tracing::warn!("could not encode the reporter's own rows");
-            continue;
-        };
-        let accepted = Arc::new(AcceptedBatch {
-            node: Arc::clone(&node),
-            decoded,
-            stored: batch,
-        });
-        if let Err(e) = shared.sink.write(accepted).await {
-            tracing::debug!(error = %e, "the reporter's own rows were not stored");
-        }
     }
 }

@@ -12,12 +12,10 @@
 //!
 //! Which calls are protected is [`crate::auth`]'s business (deny by default).
 
-use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime};
 
-use tokio::signal::unix::{SignalKind, signal};
+use hostpulse_ops::reload::{Fingerprint, Watched, Why, fingerprint};
 
 use crate::auth::{AuthStats, Policy};
 use crate::cli::Args;
@@ -153,110 +151,55 @@ impl Security {
         }
     }
 
-    /// Reloads on SIGHUP and when a file changes (checked every `check`),
-    /// until the task is aborted.
-    pub fn spawn_reloader(self: &Arc<Self>, check: Duration) -> tokio::task::JoinHandle<()> {
-        let security = Arc::clone(self);
-        tokio::spawn(async move {
-            if security.tls.is_none() && security.tokens.is_none() {
-                return;
-            }
-            let Ok(mut hup) = signal(SignalKind::hangup()) else {
-                tracing::error!(
-                    "cannot install the SIGHUP handler: certificates reload only when their files change"
-                );
-                return;
-            };
-            let mut seen = security.fingerprints();
-            let mut ticker = tokio::time::interval(check);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = hup.recv() => {
-                        seen = security.fingerprints();
-                        security.reload(true, true);
-                    }
-                    _ = ticker.tick() => {
-                        let now = security.fingerprints();
-                        if now != seen {
-                            let tls_changed = now.0 != seen.0;
-                            let tokens_changed = now.1 != seen.1;
-                            seen = now;
-                            tracing::info!(tls = tls_changed, tokens = tokens_changed, "security files changed on disk");
-                            security.reload(tls_changed, tokens_changed);
-                        }
-                    }
-                }
-            }
-        })
+    /// What the reload loop ([`hostpulse_ops::reload`]) watches: the TLS
+    /// files and the token file, each reloaded on its own change and on SIGHUP.
+    pub fn watched(self: &Arc<Self>) -> Vec<Arc<dyn Watched>> {
+        let mut watched: Vec<Arc<dyn Watched>> = Vec::new();
+        if self.tls.is_some() {
+            watched.push(Arc::new(TlsFilesWatch(Arc::clone(self))));
+        }
+        if self.tokens.is_some() {
+            watched.push(Arc::new(TokenFileWatch(Arc::clone(self))));
+        }
+        watched
     }
+}
 
-    fn fingerprints(&self) -> (Vec<Option<Fingerprint>>, Option<Fingerprint>) {
-        let tls = self.tls.as_ref().map_or_else(Vec::new, |t| {
+/// The TLS certificate, key and client CA, for the reload loop.
+struct TlsFilesWatch(Arc<Security>);
+
+impl Watched for TlsFilesWatch {
+    fn fingerprints(&self) -> Vec<Option<Fingerprint>> {
+        self.0.tls.as_ref().map_or_else(Vec::new, |t| {
             let f = t.source();
             let mut paths = vec![fingerprint(&f.cert), fingerprint(&f.key)];
             if let Some(ca) = &f.client_ca {
                 paths.push(fingerprint(ca));
             }
             paths
-        });
-        let tokens = self.tokens.as_ref().and_then(|t| fingerprint(t.source()));
-        (tls, tokens)
-    }
-}
-
-/// Size, modification time and inode, following symlinks (a Kubernetes
-/// Secret update swaps the link target).
-type Fingerprint = (u64, SystemTime, u64);
-
-fn fingerprint(path: &Path) -> Option<Fingerprint> {
-    use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(path).ok()?;
-    Some((m.len(), m.modified().ok()?, m.ino()))
-}
-
-/// Something read from files that can be read again.
-pub trait Load: Sized {
-    /// Where it is read from.
-    type Source;
-    /// Why reading failed.
-    type Error;
-    /// Reads it.
-    fn load(source: &Self::Source) -> Result<Self, Self::Error>;
-}
-
-/// A value read from files, replaced as a whole when a reload succeeds and
-/// kept as it was when one fails.
-#[derive(Debug)]
-pub struct Reloadable<T: Load> {
-    source: T::Source,
-    current: RwLock<Arc<T>>,
-}
-
-impl<T: Load> Reloadable<T> {
-    /// Reads it once; an error here stops the reporter at start.
-    pub fn open(source: T::Source) -> Result<Self, T::Error> {
-        let value = T::load(&source)?;
-        Ok(Reloadable {
-            source,
-            current: RwLock::new(Arc::new(value)),
         })
     }
 
-    /// The value in force.
-    pub fn current(&self) -> Arc<T> {
-        Arc::clone(&self.current.read().unwrap_or_else(|p| p.into_inner()))
+    fn reload(&self, why: Why) {
+        if why == Why::Changed {
+            tracing::info!("TLS files changed on disk");
+        }
+        self.0.reload(true, false);
+    }
+}
+
+/// The token file, for the reload loop.
+struct TokenFileWatch(Arc<Security>);
+
+impl Watched for TokenFileWatch {
+    fn fingerprints(&self) -> Vec<Option<Fingerprint>> {
+        vec![self.0.tokens.as_ref().and_then(|t| fingerprint(t.source()))]
     }
 
-    /// Reads it again; on error the previous value stays in force.
-    pub fn reload(&self) -> Result<Arc<T>, T::Error> {
-        let fresh = Arc::new(T::load(&self.source)?);
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::clone(&fresh);
-        Ok(fresh)
-    }
-
-    /// Where it is read from.
-    pub fn source(&self) -> &T::Source {
-        &self.source
+    fn reload(&self, why: Why) {
+        if why == Why::Changed {
+            tracing::info!("token file changed on disk");
+        }
+        self.0.reload(false, true);
     }
 }

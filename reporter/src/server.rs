@@ -19,10 +19,11 @@ use tonic_health::ServingStatus;
 use crate::acceptor;
 use crate::admin::AdminService;
 use crate::auth::AuthLayer;
-use crate::ingest::{IngestService, Shared};
+use crate::ingest::IngestService;
 use crate::limits::IngestLimitsLayer;
 use crate::listener;
 use crate::security::Security;
+use crate::state::Shared;
 
 /// Server settings.
 #[derive(Debug, Clone)]

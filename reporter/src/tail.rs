@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use tokio::sync::broadcast;
 
-use crate::sink::AcceptedBatch;
+use crate::intake::AcceptedBatch;
 
 /// Batches a slow reader may fall behind before it skips.
 const CAPACITY: usize = 1024;

@@ -40,7 +40,7 @@ use rustls::{
 
 use hostpulse_ops::certificate::{self, CertError, File, Usage};
 
-use crate::security::{Load, Reloadable};
+use hostpulse_ops::reload::{Load, Reloadable};
 
 /// Whose files these are, in messages.
 const OWNER: &str = "this reporter's";

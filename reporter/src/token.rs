@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 
 use crate::identity::NodePatterns;
-use crate::security::{Load, Reloadable};
+use hostpulse_ops::reload::{Load, Reloadable};
 
 /// Why a token file cannot be used.
 #[derive(Debug, thiserror::Error)]

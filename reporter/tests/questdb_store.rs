@@ -21,7 +21,7 @@ use hostpulse_proto::pb;
 use hostpulse_proto::row::Value;
 use hostpulse_testkit::batch::{decoded, decoded_row as row};
 use hostpulse_testkit::{Tsdb, free_port};
-use reporter::sink::AcceptedBatch;
+use reporter::intake::AcceptedBatch;
 use reporter::store::questdb::{QuestDbStore, SCHEMA_SQL, SchemaError, apply_schema};
 use reporter::store::{Store, StoreError};
 
@@ -950,7 +950,7 @@ fn https_verifies_the_server_against_tls_roots() {
 /// from its batch, and only it goes to the rejected-rows file.
 #[tokio::test(flavor = "multi_thread")]
 async fn one_bad_row_costs_only_itself_on_the_line_protocol_path() {
-    use reporter::sink::Sink;
+    use reporter::intake::Intake;
     use reporter::spool::{Spool, SpoolOptions};
     let vm = Tsdb::start_with(&[]);
     let dir = tempfile::tempdir().unwrap();
@@ -1007,7 +1007,7 @@ async fn one_bad_row_costs_only_itself_on_the_line_protocol_path() {
     let deadline = Instant::now() + Duration::from_secs(20);
     // Handled once rejected and the cursor moved past it (the rows after the
     // refused one are written after it is set aside).
-    while spool.status().sinks[0].rejected_batches < 1 || spool.status().sinks[0].lag_bytes > 0 {
+    while spool.status().stores[0].rejected_batches < 1 || spool.status().stores[0].lag_bytes > 0 {
         assert!(Instant::now() < deadline, "{:?}", spool.status());
         thread::sleep(Duration::from_millis(20));
     }

@@ -21,11 +21,11 @@ use clap::Parser as _;
 use reporter::admission::Admission;
 use reporter::cli::Args;
 use reporter::config::ConfigStore;
-use reporter::ingest::{Shared, StreamLimits};
 use reporter::registry::Registry;
 use reporter::security::Security;
 use reporter::server::{self, ServerOptions};
 use reporter::spool::{Spool, SpoolOptions};
+use reporter::state::{Shared, StreamLimits};
 use reporter::store::Store;
 use reporter::store::jsonl::JsonlStore;
 use reporter::tail::Tail;
@@ -112,7 +112,7 @@ pub async fn start_reporter(flags: &[&str]) -> (SocketAddr, InProcessReporter) {
 
     let (shutdown, shutdown_rx) = watch::channel(false);
     let shared = Arc::new(Shared {
-        sink: Arc::clone(&spool) as Arc<dyn reporter::sink::Sink>,
+        intake: Arc::clone(&spool) as Arc<dyn reporter::intake::Intake>,
         registry: Registry::default(),
         tail: Tail::default(),
         config: config.subscribe(),

@@ -293,12 +293,15 @@ fn admin_ports_serve_metrics_health_and_kubelet_grpc_health() {
         "{r}"
     );
     assert_eq!(
-        sample(&r, "hostpulse_reporter_sink_errors_total{store=\"sqlite\"}"),
+        sample(
+            &r,
+            "hostpulse_reporter_store_errors_total{store=\"sqlite\"}"
+        ),
         Some(0.0),
         "{r}"
     );
     assert!(
-        r.contains("hostpulse_reporter_sink_write_seconds_bucket{store=\"sqlite\",le=\"+Inf\"}"),
+        r.contains("hostpulse_reporter_store_write_seconds_bucket{store=\"sqlite\",le=\"+Inf\"}"),
         "{r}"
     );
     assert_eq!(
@@ -521,7 +524,7 @@ fn traces_reach_an_otlp_collector_when_one_is_configured() {
         ("hostpulse-reporter", "stream"),
         ("hostpulse-reporter", "batch"),
         ("hostpulse-reporter", "spool.commit"),
-        ("hostpulse-reporter", "sink.flush"),
+        ("hostpulse-reporter", "store.flush"),
         ("hostpulse-gatherer", "stream"),
         ("hostpulse-gatherer", "cycle"),
     ] {
@@ -532,7 +535,7 @@ fn traces_reach_an_otlp_collector_when_one_is_configured() {
     }
 
     // Only hostpulse's own spans: not the HTTP/2 and gRPC libraries' ones.
-    let ours = ["stream", "batch", "spool.commit", "sink.flush", "cycle"];
+    let ours = ["stream", "batch", "spool.commit", "store.flush", "cycle"];
     let foreign: Vec<_> = names
         .iter()
         .filter(|(_, n)| !ours.contains(&n.as_str()))
@@ -701,13 +704,13 @@ fn a_taken_admin_port_or_a_malformed_otlp_endpoint_stops_the_daemon_at_start() {
         ("gatherer", vec!["--once", "--interval", "100ms"]),
         (
             "reporter",
-            vec!["--listen", "127.0.0.1:0", "--sink", "null"],
+            vec!["--listen", "127.0.0.1:0", "--ingest", "discard"],
         ),
     ] {
         let mut args = vec!["--admin-listen", addr.as_str()];
         args.extend(extra.iter().copied());
         let (code, _, err) = run(bin, &args, &[]);
-        assert_eq!(code, 1, "{bin}: {err}");
+        assert_eq!(code, 5, "{bin}: a taken port has its own exit code: {err}");
         assert!(
             err.contains(&format!("--admin-listen {addr}")),
             "{bin}: {err}"
@@ -725,4 +728,43 @@ fn a_taken_admin_port_or_a_malformed_otlp_endpoint_stops_the_daemon_at_start() {
         assert_eq!(code, 2, "{bin}: {err}");
         assert!(err.contains("OTEL_EXPORTER_OTLP_ENDPOINT"), "{bin}: {err}");
     }
+}
+
+#[test]
+fn sigterm_closes_streams_still_open_after_the_shutdown_timeout() {
+    // A stream that never sends Hello has no session to end after its
+    // current batch; with --hello-timeout 10m only --shutdown-timeout ends
+    // it, and then the reporter drains its spool and exits as usual.
+    let dir = tempfile::tempdir().unwrap();
+    let (port, admin) = (free_port(), free_port());
+    let r = reporter(
+        port,
+        admin,
+        dir.path(),
+        &["--hello-timeout", "10m", "--shutdown-timeout", "1s"],
+        &[],
+    );
+    let mute = std::thread::spawn(move || hostpulse_testkit::mute_stream_status(port));
+    wait_for(
+        Duration::from_secs(10),
+        "the mute stream to wait for its Hello",
+        || {
+            hostpulse_testkit::metric(admin, "hostpulse_reporter_streams_waiting_hello")
+                == Some(1.0)
+        },
+    );
+    r.signal("TERM");
+    wait_for(
+        Duration::from_secs(20),
+        "the shutdown timeout to close the stream",
+        || r.log_text().contains("still open after --shutdown-timeout"),
+    );
+    assert!(
+        r.log_text().contains("draining the spool"),
+        "{}",
+        r.log_text()
+    );
+    assert!(r.wait_exit(Duration::from_secs(20)).success());
+    let status = mute.join().expect("the mute stream's thread");
+    assert_ne!(status, "Ok", "the stream was cut, not ended cleanly");
 }

@@ -165,7 +165,7 @@ fn status(port: u16) -> Value {
 }
 
 fn questdb_sink(status: &Value) -> Value {
-    status["sinks"]
+    status["stores"]
         .as_array()
         .and_then(|s| s.iter().find(|s| s["name"] == "questdb"))
         .cloned()
@@ -328,7 +328,7 @@ fn the_schema_gives_every_table_dedup_and_ts_and_every_dashboard_query_returns_r
     assert_eq!(
         metric(
             r.admin,
-            "hostpulse_reporter_sink_schema_ok{store=\"questdb\"}"
+            "hostpulse_reporter_store_schema_ok{store=\"questdb\"}"
         ),
         Some(1.0)
     );
@@ -422,14 +422,14 @@ fn a_reporter_holds_its_rows_while_a_table_lacks_the_schema_and_drains_once_fixe
     assert_eq!(
         metric(
             r.admin,
-            "hostpulse_reporter_sink_schema_ok{store=\"questdb\"}"
+            "hostpulse_reporter_store_schema_ok{store=\"questdb\"}"
         ),
         Some(0.0)
     );
     assert_eq!(
         metric(
             r.admin,
-            "hostpulse_reporter_sink_schema_problems{store=\"questdb\"}"
+            "hostpulse_reporter_store_schema_problems{store=\"questdb\"}"
         ),
         Some(2.0)
     );
@@ -463,7 +463,7 @@ fn a_reporter_holds_its_rows_while_a_table_lacks_the_schema_and_drains_once_fixe
     wait_for(Duration::from_secs(60), "the store writing again", || {
         metric(
             r.admin,
-            "hostpulse_reporter_sink_schema_ok{store=\"questdb\"}",
+            "hostpulse_reporter_store_schema_ok{store=\"questdb\"}",
         ) == Some(1.0)
     });
     assert!(g.stop().success());

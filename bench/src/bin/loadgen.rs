@@ -40,7 +40,7 @@
 //!    apart, 1 s after it.
 //! 2. Starts the reporter binary (`--reporter-bin`, by default `reporter`
 //!    next to this executable) on a free `127.0.0.1` port with
-//!    `--sink null --log-level warn --max-streams <streams + 64>
+//!    `--ingest discard --log-level warn --max-streams <streams + 64>
 //!    --max-connection-age 24h` (then the security flags below, then every
 //!    `--reporter-arg`, with every `--reporter-env` in its environment), and
 //!    waits until it accepts connections. A
@@ -204,9 +204,9 @@ struct Args {
     #[arg(long)]
     reporter_bin: Option<PathBuf>,
 
-    /// The reporter's --sink.
-    #[arg(long, default_value = "null")]
-    sink: String,
+    /// The reporter's --ingest (`discard`: the stream path alone; `spool`).
+    #[arg(long, visible_alias = "sink", default_value = "discard")]
+    ingest: String,
 
     /// Distinct real steady-state cycles the batches rotate through.
     #[arg(long, default_value_t = 10)]
@@ -408,7 +408,7 @@ impl Drop for Reporter {
 /// flags, then `--reporter-arg`s.
 fn reporter_args(addr: SocketAddr, args: &Args, security: &Security) -> Vec<OsString> {
     let mut out: Vec<OsString> = vec!["--listen".into(), addr.to_string().into()];
-    for a in ["--sink", &args.sink, "--log-level", "warn"] {
+    for a in ["--ingest", &args.ingest, "--log-level", "warn"] {
         out.push(a.into());
     }
     out.push("--max-streams".into());

@@ -196,8 +196,8 @@ mod tests {
     fn counts_spans_by_name() {
         let mut c = Counts::default();
         c.add(&request(&["batch", "batch", "stream"]));
-        c.add(&request(&["sink.flush", "batch"]));
+        c.add(&request(&["store.flush", "batch"]));
         assert_eq!((c.requests, c.spans), (2, 5));
-        assert_eq!(c.top(2), "batch 3, sink.flush 1");
+        assert_eq!(c.top(2), "batch 3, store.flush 1");
     }
 }

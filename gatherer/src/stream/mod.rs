@@ -215,7 +215,7 @@ async fn collect_loop(
                 let seq = {
                     let mut b = buffer.lock();
                     let seq = b.push(&rows, &options.labels);
-                    crate::metrics::metrics().observe_buffer(&b);
+                    crate::metrics::metrics().observe_buffer(b.len(), b.bytes(), b.dropped());
                     seq
                 };
                 tracing::debug!(sequence = seq, rows = rows.len(), "batch buffered");

@@ -288,7 +288,7 @@ fn acknowledged(
     {
         let mut b = buffer.lock();
         b.ack(sequence);
-        metrics.observe_buffer(&b);
+        metrics.observe_buffer(b.len(), b.bytes(), b.dropped());
     }
     buffer.acked.notify_waiters();
     while let Some(&(seq, sent_at, samples)) = in_flight.front() {

@@ -41,7 +41,7 @@ use prost::Message;
 
 use super::Shared;
 use super::damage::Range;
-use crate::sink::AcceptedBatch;
+use crate::intake::AcceptedBatch;
 use crate::store::{Store, StoreError};
 
 /// Longest wait between two attempts on an unavailable store. A retry is one
@@ -182,7 +182,7 @@ impl Drainer {
             }
             let rows: usize = batches.iter().map(|b| b.decoded.rows.len()).sum();
             let span = tracing::debug_span!(
-                "sink.flush",
+                "store.flush",
                 store = self.name(),
                 batches = batches.len(),
                 rows

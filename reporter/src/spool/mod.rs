@@ -42,7 +42,7 @@ use hostpulse_spool::{CursorFile, Log, Options as LogOptions, Position, Recovery
 use prost::Message;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::sink::{AcceptedBatch, Sink, SinkError, SinkFuture};
+use crate::intake::{AcceptedBatch, Intake, IntakeError, IntakeFuture};
 use crate::store::Store;
 use drain::{DrainStatus, Drainer};
 
@@ -80,7 +80,7 @@ pub enum SpoolOpenError {
 /// An encoded spool record and where to report its fate. Records are encoded
 /// by the caller (a runtime worker), not by the single writer thread, which
 /// then only appends: at many streams the encoding was its bottleneck.
-type Job = (Vec<u8>, oneshot::Sender<Result<(), SinkError>>);
+type Job = (Vec<u8>, oneshot::Sender<Result<(), IntakeError>>);
 
 /// What the writer and the drainers share.
 pub(crate) struct Shared {
@@ -195,7 +195,7 @@ impl Shared {
             tracing::warn!(
                 reason,
                 limit = self.max_bytes,
-                "spool full: not acknowledging batches (gatherers keep them), health NOT_SERVING until sinks drain it"
+                "spool full: not acknowledging batches (gatherers keep them), health NOT_SERVING until the stores drain it"
             );
         }
     }
@@ -234,7 +234,7 @@ impl Shared {
     }
 }
 
-/// The spool: a [`Sink`] for the ingest sessions, drained into stores.
+/// The spool: the [`Intake`] for the ingest sessions, drained into stores.
 pub struct Spool {
     shared: Arc<Shared>,
     /// `None` once shut down: the writer exits when the queue closes.
@@ -266,7 +266,7 @@ impl Spool {
                 Err(source) => {
                     // Replaying from the start is safe (stores are idempotent);
                     // skipping ahead could lose rows.
-                    tracing::error!(path = %file.path().display(), error = %source, "damaged cursor file: replaying this sink from the start of the spool");
+                    tracing::error!(path = %file.path().display(), error = %source, "damaged cursor file: replaying this store from the start of the spool");
                     log.first()
                 }
             };
@@ -343,7 +343,7 @@ impl Spool {
         self.shared.full_tx.subscribe()
     }
 
-    /// The spool and its sinks, for `Admin.Status`.
+    /// The spool and its stores, for `Admin.Status`.
     pub fn status(&self) -> pb::StatusResponse {
         let cursors = Shared::lock(&self.shared.cursors).clone();
         let (spool_bytes, lags) = self
@@ -358,14 +358,14 @@ impl Spool {
                 )
             })
             .unwrap_or_default();
-        let sinks = self
+        let stores = self
             .shared
             .drains
             .iter()
             .zip(lags.into_iter().chain(std::iter::repeat(0)))
             .map(|(d, lag_bytes)| {
                 let d = Shared::lock(d);
-                pb::SinkStatus {
+                pb::StoreStatus {
                     name: d.name.to_string(),
                     lag_bytes,
                     delivered_batches: d.delivered,
@@ -382,7 +382,7 @@ impl Spool {
             spool_full: self.shared.full.load(Ordering::Relaxed),
             appended_batches: self.shared.appended_batches.load(Ordering::Relaxed),
             quarantined: Shared::lock(&self.shared.quarantined).clone(),
-            sinks,
+            stores,
             truncated_bytes: self.shared.truncated_bytes,
             skipped_bytes: damage.bytes,
             skipped_records: damage.records,
@@ -474,76 +474,76 @@ impl Spool {
             "One group commit: appends plus fdatasync, before the acknowledgements.",
         );
         page.histogram("hostpulse_reporter_spool_commit_seconds", &[], &m.commit);
-        let stores: Vec<(&pb::SinkStatus, &StoreMetrics)> =
-            status.sinks.iter().zip(&m.stores).collect();
+        let stores: Vec<(&pb::StoreStatus, &StoreMetrics)> =
+            status.stores.iter().zip(&m.stores).collect();
         page.family(
-            "hostpulse_reporter_sink_lag_bytes",
+            "hostpulse_reporter_store_lag_bytes",
             Kind::Gauge,
             "Spool bytes the store has not confirmed yet.",
         );
         for (s, _) in &stores {
             page.sample(
-                "hostpulse_reporter_sink_lag_bytes",
+                "hostpulse_reporter_store_lag_bytes",
                 &[("store", &s.name)],
                 s.lag_bytes as f64,
             );
         }
         page.family(
-            "hostpulse_reporter_sink_batches_total",
+            "hostpulse_reporter_store_batches_total",
             Kind::Counter,
             "Batches the store confirmed.",
         );
         for (s, _) in &stores {
             page.sample(
-                "hostpulse_reporter_sink_batches_total",
+                "hostpulse_reporter_store_batches_total",
                 &[("store", &s.name)],
                 s.delivered_batches as f64,
             );
         }
         page.family(
-            "hostpulse_reporter_sink_rows_total",
+            "hostpulse_reporter_store_rows_total",
             Kind::Counter,
             "Rows the store confirmed.",
         );
         for (s, sm) in &stores {
             page.sample(
-                "hostpulse_reporter_sink_rows_total",
+                "hostpulse_reporter_store_rows_total",
                 &[("store", &s.name)],
                 sm.rows.get() as f64,
             );
         }
         page.family(
-            "hostpulse_reporter_sink_rejected_batches_total",
+            "hostpulse_reporter_store_rejected_batches_total",
             Kind::Counter,
             "Batches the store refused for good (kept in rejected-<store>.jsonl).",
         );
         for (s, _) in &stores {
             page.sample(
-                "hostpulse_reporter_sink_rejected_batches_total",
+                "hostpulse_reporter_store_rejected_batches_total",
                 &[("store", &s.name)],
                 s.rejected_batches as f64,
             );
         }
         page.family(
-            "hostpulse_reporter_sink_errors_total",
+            "hostpulse_reporter_store_errors_total",
             Kind::Counter,
             "Store writes that failed (retried, or split when rejected).",
         );
         for (s, sm) in &stores {
             page.sample(
-                "hostpulse_reporter_sink_errors_total",
+                "hostpulse_reporter_store_errors_total",
                 &[("store", &s.name)],
                 sm.errors.get() as f64,
             );
         }
         page.family(
-            "hostpulse_reporter_sink_write_seconds",
+            "hostpulse_reporter_store_write_seconds",
             Kind::Histogram,
             "One successful store write (up to 512 batches).",
         );
         for (s, sm) in &stores {
             page.histogram(
-                "hostpulse_reporter_sink_write_seconds",
+                "hostpulse_reporter_store_write_seconds",
                 &[("store", &s.name)],
                 &sm.write,
             );
@@ -569,7 +569,7 @@ impl Spool {
             ("spool_io_errors_total", m.io_errors.get()),
         ];
         let stores = status
-            .sinks
+            .stores
             .iter()
             .zip(&m.stores)
             .map(|(s, sm)| {
@@ -675,7 +675,7 @@ fn writer(shared: &Shared, mut rx: mpsc::Receiver<Job>) {
                 if shared.full.load(Ordering::Relaxed) || log.bytes() + record.len() as u64 > shared.max_bytes {
                     shared.set_full("size limit");
                     shared.metrics.refused_full.inc();
-                    let _ = done.send(Err(SinkError::Full("spool")));
+                    let _ = done.send(Err(IntakeError::Full("spool")));
                     continue;
                 }
                 match log.append(&record) {
@@ -683,12 +683,12 @@ fn writer(shared: &Shared, mut rx: mpsc::Receiver<Job>) {
                     Err(e) if e.is_no_space() => {
                         shared.set_full("disk full (ENOSPC)");
                         shared.metrics.refused_full.inc();
-                        let _ = done.send(Err(SinkError::Full("spool")));
+                        let _ = done.send(Err(IntakeError::Full("spool")));
                     }
                     Err(e) => {
                         poisoned |= matches!(e, hostpulse_spool::SpoolError::Poisoned);
                         shared.metrics.io_errors.inc();
-                        let _ = done.send(Err(SinkError::Io { sink: "spool", message: e.to_string() }));
+                        let _ = done.send(Err(IntakeError::Io { intake: "spool", message: e.to_string() }));
                     }
                 }
             }
@@ -701,15 +701,15 @@ fn writer(shared: &Shared, mut rx: mpsc::Receiver<Job>) {
                     shared.metrics.io_errors.inc();
                     tracing::error!(error = %e, batches = appended.len(), "spool sync failed: batches not acknowledged");
                     for done in appended.drain(..) {
-                        let _ = done.send(Err(SinkError::Io { sink: "spool", message: e.to_string() }));
+                        let _ = done.send(Err(IntakeError::Io { intake: "spool", message: e.to_string() }));
                     }
                 }
             }
         });
         if ran.is_none() {
             for (_, done) in group.drain(..) {
-                let _ = done.send(Err(SinkError::Io {
-                    sink: "spool",
+                let _ = done.send(Err(IntakeError::Io {
+                    intake: "spool",
                     message: "the spool cannot be opened".into(),
                 }));
             }
@@ -731,15 +731,15 @@ fn writer(shared: &Shared, mut rx: mpsc::Receiver<Job>) {
     }
 }
 
-impl Sink for Spool {
+impl Intake for Spool {
     fn name(&self) -> &'static str {
         "spool"
     }
 
-    fn write(&self, batch: Arc<AcceptedBatch>) -> SinkFuture {
+    fn write(&self, batch: Arc<AcceptedBatch>) -> IntakeFuture {
         let queue = Shared::lock(&self.queue).clone();
         Box::pin(async move {
-            let queue = queue.ok_or(SinkError::Closed("spool"))?;
+            let queue = queue.ok_or(IntakeError::Closed("spool"))?;
             let record = pb::SpooledBatch {
                 node: batch.node.to_string(),
                 batch: Some(batch.stored.clone()),
@@ -750,8 +750,8 @@ impl Sink for Spool {
             queue
                 .send((record, done))
                 .await
-                .map_err(|_| SinkError::Closed("spool"))?;
-            wait.await.map_err(|_| SinkError::Closed("spool"))?
+                .map_err(|_| IntakeError::Closed("spool"))?;
+            wait.await.map_err(|_| IntakeError::Closed("spool"))?
         })
     }
 }

@@ -8,7 +8,7 @@ use hostpulse_proto::codec::{Dictionary, StreamDefs};
 use hostpulse_proto::row::Row;
 
 use super::{Spool, SpoolOptions};
-use crate::sink::{AcceptedBatch, Sink, SinkError};
+use crate::intake::{AcceptedBatch, Intake, IntakeError};
 use crate::store::{Store, StoreError};
 
 /// A store that records what it got and fails as scripted.
@@ -94,10 +94,10 @@ async fn every_acknowledged_batch_reaches_a_store_that_was_down() {
         "in order, none lost"
     );
     let status = spool.status();
-    assert_eq!(status.sinks[0].delivered_batches, 20);
-    assert_eq!(status.sinks[0].failing_attempts, 0);
+    assert_eq!(status.stores[0].delivered_batches, 20);
+    assert_eq!(status.stores[0].failing_attempts, 0);
     wait("lag back to zero", || {
-        spool.status().sinks[0].lag_bytes == 0
+        spool.status().stores[0].lag_bytes == 0
     });
     spool.shutdown(Duration::from_secs(1));
 }
@@ -116,13 +116,13 @@ async fn a_rejected_batch_is_kept_aside_and_does_not_block_the_rest() {
         spool.write(batch(&mut dict, n)).await.unwrap();
         wait("delivered or rejected", || {
             let s = spool.status();
-            s.sinks[0].delivered_batches + s.sinks[0].rejected_batches == n
+            s.stores[0].delivered_batches + s.stores[0].rejected_batches == n
         });
     }
     assert_eq!(*store.got.lock().unwrap(), vec![1, 3]);
     let rejected = std::fs::read_to_string(dir.path().join("rejected-scripted.jsonl")).unwrap();
     assert!(rejected.contains("\"tasks\":2"), "{rejected}");
-    assert_eq!(spool.status().sinks[0].rejected_batches, 1);
+    assert_eq!(spool.status().stores[0].rejected_batches, 1);
     spool.shutdown(Duration::from_secs(1));
 }
 
@@ -145,7 +145,7 @@ async fn a_full_spool_refuses_batches_until_the_store_drains_it() {
             }
         }
     }
-    assert!(matches!(refused, Some(SinkError::Full(_))), "{refused:?}");
+    assert!(matches!(refused, Some(IntakeError::Full(_))), "{refused:?}");
     assert!(*full.borrow_and_update(), "health goes NOT_SERVING");
     assert!(spool.status().spool_full);
     // The store comes back: everything accepted arrives, and the spool takes batches again.
@@ -210,10 +210,10 @@ async fn a_refused_batch_in_a_group_is_isolated_and_the_rest_stored() {
     store.unavailable.store(0, Ordering::SeqCst);
     wait("all handled", || {
         let s = spool.status();
-        s.sinks[0].delivered_batches + s.sinks[0].rejected_batches == 6
+        s.stores[0].delivered_batches + s.stores[0].rejected_batches == 6
     });
     assert_eq!(*store.got.lock().unwrap(), vec![1, 2, 4, 5, 6]);
-    assert_eq!(spool.status().sinks[0].rejected_batches, 1);
+    assert_eq!(spool.status().stores[0].rejected_batches, 1);
     spool.shutdown(Duration::from_secs(1));
 }
 
@@ -255,7 +255,7 @@ async fn one_bad_row_costs_only_itself_in_a_real_store() {
         .unwrap();
     wait("the batch handled", || {
         let s = spool.status();
-        s.sinks[0].rejected_batches == 1 && s.sinks[0].lag_bytes == 0
+        s.stores[0].rejected_batches == 1 && s.stores[0].lag_bytes == 0
     });
     let conn = rusqlite::Connection::open(&db).unwrap();
     for table in ["good1", "good2", "good3", "good4"] {
@@ -268,7 +268,7 @@ async fn one_bad_row_costs_only_itself_in_a_real_store() {
     assert_eq!(rejected.lines().count(), 1, "{rejected}");
     assert!(rejected.contains("\"table\":\"Bad Table\""), "{rejected}");
     assert_eq!(
-        spool.status().sinks[0].delivered_batches,
+        spool.status().stores[0].delivered_batches,
         0,
         "not wholly delivered"
     );
@@ -301,7 +301,7 @@ async fn bytes_rotting_after_open_cost_one_record_counted_once_for_two_stores() 
     let mut dict = Dictionary::new();
     spool.write(batch(&mut dict, 1)).await.unwrap();
     wait("both drainers retrying batch 1", || {
-        spool.status().sinks.iter().all(|s| s.failing_attempts > 0)
+        spool.status().stores.iter().all(|s| s.failing_attempts > 0)
     });
     for n in 2..=10 {
         spool.write(batch(&mut dict, n)).await.unwrap();

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::{Store, StoreError};
-use crate::sink::AcceptedBatch;
+use crate::intake::AcceptedBatch;
 
 enum Output {
     Stdout(BufWriter<io::Stdout>),

@@ -21,7 +21,7 @@
 
 use std::sync::Arc;
 
-use crate::sink::AcceptedBatch;
+use crate::intake::AcceptedBatch;
 
 pub mod jsonl;
 pub mod questdb;

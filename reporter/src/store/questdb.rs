@@ -152,7 +152,7 @@ use questdb::ingress::{
 };
 
 use super::{Store, StoreError};
-use crate::sink::AcceptedBatch;
+use crate::intake::AcceptedBatch;
 
 /// The tables of the row model (`deploy/questdb/schema.sql`), for
 /// [`apply_schema`].

@@ -40,8 +40,8 @@
 //! Every problem is reported with the SQL (or command) that fixes it: in the
 //! log (at start, and whenever the findings change), in `Admin.Status` (the
 //! store's `last_error`), after `ok` in `/healthz`, and on `/metrics`
-//! (`hostpulse_reporter_sink_schema_ok{store}`,
-//! `hostpulse_reporter_sink_schema_problems{store}`), all through the
+//! (`hostpulse_reporter_store_schema_ok{store}`,
+//! `hostpulse_reporter_store_schema_problems{store}`), all through the
 //! [`SchemaWatch`] the reporter keeps.
 //!
 //! A table the rows name that the schema does not define (a custom table) is
@@ -66,7 +66,7 @@ use serde_json::Value as Json;
 
 use super::questdb::{QuestDbStore, SCHEMA_SQL, SchemaError, SqlEndpoint, apply_schema, split_sql};
 use super::{Store, StoreError};
-use crate::sink::AcceptedBatch;
+use crate::intake::AcceptedBatch;
 
 /// How often a verified schema is checked again (a table dropped and
 /// re-created by ILP, a QuestDB restored from a backup).
@@ -555,22 +555,22 @@ impl SchemaWatch {
         )
     }
 
-    /// `hostpulse_reporter_sink_schema_ok` and `_problems` for store `questdb`.
+    /// `hostpulse_reporter_store_schema_ok` and `_problems` for store `questdb`.
     pub fn write_metrics(&self, page: &mut Exposition) {
         let verdict = self.verdict();
         page.family(
-            "hostpulse_reporter_sink_schema_ok",
+            "hostpulse_reporter_store_schema_ok",
             Kind::Gauge,
             "1 when the store's tables were last found as the schema wants; 0 while it holds \
              its rows (tables wrong, or not checkable).",
         );
         page.sample(
-            "hostpulse_reporter_sink_schema_ok",
+            "hostpulse_reporter_store_schema_ok",
             &[("store", "questdb")],
             f64::from(u8::from(verdict == Verdict::Verified)),
         );
         page.family(
-            "hostpulse_reporter_sink_schema_problems",
+            "hostpulse_reporter_store_schema_problems",
             Kind::Gauge,
             "Problems found in the store's tables at the last check (missing table, DEDUP off, \
              designated timestamp not ts, wrong column type).",
@@ -580,7 +580,7 @@ impl SchemaWatch {
             _ => 0,
         };
         page.sample(
-            "hostpulse_reporter_sink_schema_problems",
+            "hostpulse_reporter_store_schema_problems",
             &[("store", "questdb")],
             problems as f64,
         );

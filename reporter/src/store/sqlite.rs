@@ -220,7 +220,7 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
 
 use super::{Store, StoreError};
-use crate::sink::AcceptedBatch;
+use crate::intake::AcceptedBatch;
 
 #[cfg(test)]
 mod tests;
@@ -232,7 +232,8 @@ pub const SCHEMA_VERSION: i64 = 1;
 /// Longest table, tag or field name.
 pub const MAX_NAME: usize = rules::MAX_NAME_BYTES;
 
-/// Most tables the store creates in one file (hostpulse has 16 families).
+/// Most tables the store creates in one file (room for every hostpulse family,
+/// `hostpulse_self` and the `--custom-tables`).
 pub const MAX_TABLES: usize = 256;
 
 /// Most columns of one table, `ts`, `node` and `tags` included (SQLite's own

@@ -328,11 +328,11 @@ fn a_wrong_table_holds_every_write_until_it_is_fixed() {
     watch.write_metrics(&mut page);
     let text = page.finish();
     assert!(
-        text.contains("hostpulse_reporter_sink_schema_ok{store=\"questdb\"} 0"),
+        text.contains("hostpulse_reporter_store_schema_ok{store=\"questdb\"} 0"),
         "{text}"
     );
     assert!(
-        text.contains("hostpulse_reporter_sink_schema_problems{store=\"questdb\"} 1"),
+        text.contains("hostpulse_reporter_store_schema_problems{store=\"questdb\"} 1"),
         "{text}"
     );
 
@@ -346,7 +346,7 @@ fn a_wrong_table_holds_every_write_until_it_is_fixed() {
     watch.write_metrics(&mut page);
     assert!(
         page.finish()
-            .contains("hostpulse_reporter_sink_schema_ok{store=\"questdb\"} 1")
+            .contains("hostpulse_reporter_store_schema_ok{store=\"questdb\"} 1")
     );
 
     // Verified: writes do not ask QuestDB each time.
