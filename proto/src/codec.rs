@@ -35,6 +35,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+mod fx;
+
 use crate::pb;
 use crate::row::{MILLI_LIMIT, Row, Value};
 
@@ -128,12 +130,12 @@ impl Kind {
 
 /// Fields of one row key: field name -> series id per kind.
 #[derive(Default)]
-struct FieldIds(HashMap<Box<str>, [Option<u32>; 2]>);
+struct FieldIds(HashMap<Box<str>, [Option<u32>; 2], fx::FxBuildHasher>);
 
 /// The gatherer's interning of row keys and series (ids never reused).
 #[derive(Default)]
 pub struct Dictionary {
-    key_ids: HashMap<String, u32>,
+    key_ids: HashMap<String, u32, fx::FxBuildHasher>,
     row_keys: Vec<pb::RowKey>,
     fields: Vec<FieldIds>,
     series: Vec<pb::Series>,
