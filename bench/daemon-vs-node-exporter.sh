@@ -18,6 +18,8 @@
 # The gatherer runs every family (its default), a superset of node_exporter's
 # default collectors (cpu, loadavg, meminfo, vmstat, netdev, netstat+sockstat,
 # diskstats, filesystem, pressure, stat+filefd, entropy, hwmon, uname/os).
+# Neither lists /proc every cycle: node_exporter's processes collector is off
+# by default, the gatherer counts processes every --process-count-every (30 s).
 # Its CPU comes from GNU time (utime+stime of the whole process, every
 # thread); node_exporter's is the utime+stime delta of its own
 # /proc/PID/stat over the phase, so curl's cost is not counted against it.
