@@ -18,6 +18,8 @@
 # The gatherer runs every family (its default), a superset of node_exporter's
 # default collectors (cpu, loadavg, meminfo, vmstat, netdev, netstat+sockstat,
 # diskstats, filesystem, pressure, stat+filefd, entropy, hwmon, uname/os).
+# Neither lists /proc every cycle: node_exporter's processes collector is off
+# by default, the gatherer counts processes every --process-count-every (30 s).
 # Its CPU comes from GNU time (utime+stime of the whole process, every
 # thread); node_exporter's is the utime+stime delta of its own
 # /proc/PID/stat over the phase, so curl's cost is not counted against it.
@@ -38,12 +40,22 @@ if [ ${#need[@]} -gt 0 ]; then
   pkill -x prometheus-node-exporter 2>/dev/null || true
 fi
 
-# The gatherer as shipped (profile `small`, see Cargo.toml); PROFILE=release to compare.
-PROFILE=${PROFILE:-small}
-cargo build --profile "$PROFILE" -p gatherer --quiet
-cargo build --release -p reporter --quiet
+# The gatherer as shipped (`cargo gatherer-dist`: profile `small`, static,
+# see .cargo/config.toml); PROFILE=release (or small) builds that profile the
+# ordinary way to compare; GATHERER=PATH measures a binary built elsewhere
+# (an older commit's, for a before/after in one session).
+PROFILE=${PROFILE:-dist}
 TARGET="${CARGO_TARGET_DIR:-$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys;print(json.load(sys.stdin)["target_directory"])')}"
-G="$TARGET/$PROFILE/gatherer"
+if [ -n "${GATHERER:-}" ]; then
+  G=$GATHERER
+elif [ "$PROFILE" = dist ]; then
+  cargo gatherer-dist --quiet
+  G="$TARGET/x86_64-unknown-linux-gnu/small/gatherer"
+else
+  cargo build --profile "$PROFILE" -p gatherer --quiet
+  G="$TARGET/$PROFILE/gatherer"
+fi
+cargo build --release -p reporter --quiet
 R="$TARGET/release/reporter"
 TICK=$(getconf CLK_TCK)
 WORK=$(mktemp -d)
@@ -121,7 +133,7 @@ print(first, last)' "$N")
 
 mb() { python3 -c "print(f'{$1/1024:.1f}')"; }
 printf '\nmachine: %s, %s cores, kernel %s; load average before: %s\n' "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)" "$(nproc)" "$(uname -r)" "$(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%s cycles and scrapes at %s, side by side; gatherer profile %s, binary %s bytes\n\n' "$N" "$INTERVAL" "$PROFILE" "$(stat -c %s "$G")"
+printf '%s cycles and scrapes at %s, side by side; gatherer %s (profile %s), binary %s bytes\n\n' "$N" "$INTERVAL" "$G" "$PROFILE" "$(stat -c %s "$G")"
 printf '| gatherer mode | gatherer CPU per cycle | node_exporter 1.5.0 CPU per scrape, same run | ratio | gatherer peak RSS |\n|---|---|---|---|---|\n'
 cat "$WORK/table"
 printf '\nnode_exporter peak RSS: %s MB; samples per round: gatherer %s (%s rows), node_exporter %s\n' "$(mb "$ne_hwm")" "$samples" "$rows" "$ne_samples"

@@ -118,6 +118,12 @@ pub struct Args {
     #[arg(long, env = "HOSTPULSE_FACTS_REFRESH", default_value = "1m", value_parser = parse_interval)]
     pub facts_refresh: Duration,
 
+    /// How often the processes family lists the process directories of
+    /// --procfs to count processes (its `total`); the rows in between carry
+    /// the last count. Listing /proc is the costliest read of a cycle.
+    #[arg(long, env = "HOSTPULSE_PROCESS_COUNT_EVERY", default_value = "30s", value_parser = parse_interval)]
+    pub process_count_every: Duration,
+
     /// Stop after this many cycles (benchmarks and tests).
     #[arg(long, env = "HOSTPULSE_CYCLES")]
     pub cycles: Option<u64>,
@@ -163,6 +169,8 @@ impl Args {
             network_exclude: Patterns::parse(&self.network_exclude),
             statfs_timeout: self.statfs_timeout,
             facts_refresh: self.facts_refresh,
+            process_count_every: self.process_count_every,
+            shared_files: Default::default(),
         }
     }
 

@@ -50,6 +50,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+mod fx;
+
 use crate::pb;
 use crate::row::{MILLI_LIMIT, Row, Value, bound_text};
 
@@ -173,12 +175,12 @@ impl Kind {
 
 /// Fields of one row key: field name -> series id per kind.
 #[derive(Default)]
-struct FieldIds(HashMap<Box<str>, [Option<u32>; 3]>);
+struct FieldIds(HashMap<Box<str>, [Option<u32>; 3], fx::FxBuildHasher>);
 
 /// The gatherer's interning of row keys and series (ids never reused).
 #[derive(Default)]
 pub struct Dictionary {
-    key_ids: HashMap<String, u32>,
+    key_ids: HashMap<String, u32, fx::FxBuildHasher>,
     row_keys: Vec<pb::RowKey>,
     fields: Vec<FieldIds>,
     series: Vec<pb::Series>,

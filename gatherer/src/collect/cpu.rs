@@ -215,7 +215,7 @@ fn parse_cpu_line(line: &str) -> Result<CpuTimes, ParseError> {
 
 /// The `cpu` collector.
 pub struct Cpu {
-    path: source::KernelFile,
+    path: source::CycleFile,
     buf: String,
     ticks_per_second: f64,
     prev: Vec<CpuTimes>,
@@ -231,7 +231,7 @@ impl Cpu {
             hz => hz,
         };
         Cpu {
-            path: source::KernelFile::new(settings.roots.proc("stat")),
+            path: settings.shared_files.file(settings.roots.proc("stat")),
             buf: String::new(),
             ticks_per_second: hz as f64,
             prev: Vec::new(),
@@ -254,7 +254,7 @@ impl Collector for Cpu {
     }
 
     fn collect(&mut self, cycle: &Cycle, out: &mut Vec<Row>) -> Result<(), CollectError> {
-        self.path.read_into(&mut self.buf)?;
+        self.path.read_into(cycle.at, &mut self.buf)?;
         let cpus = parse_stat_cpus(&self.buf).map_err(|source| CollectError::Parse {
             path: self.path.path().to_path_buf(),
             source,

@@ -220,7 +220,7 @@ pub fn parse_meminfo(text: &str) -> Result<MemorySample, ParseError> {
 
 /// The `memory` collector.
 pub struct Memory {
-    path: source::KernelFile,
+    path: source::CycleFile,
     buf: String,
 }
 
@@ -228,7 +228,7 @@ impl Memory {
     /// A collector reading `meminfo` under the configured procfs.
     pub fn new(settings: &Settings) -> Self {
         Memory {
-            path: source::KernelFile::new(settings.roots.proc("meminfo")),
+            path: settings.shared_files.file(settings.roots.proc("meminfo")),
             buf: String::new(),
         }
     }
@@ -240,7 +240,7 @@ impl Collector for Memory {
     }
 
     fn collect(&mut self, cycle: &Cycle, out: &mut Vec<Row>) -> Result<(), CollectError> {
-        self.path.read_into(&mut self.buf)?;
+        self.path.read_into(cycle.at, &mut self.buf)?;
         let s = parse_meminfo(&self.buf).map_err(|source| CollectError::Parse {
             path: self.path.path().to_path_buf(),
             source,

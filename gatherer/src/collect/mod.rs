@@ -110,6 +110,11 @@ pub struct Settings {
     pub statfs_timeout: Duration,
     /// How often the `node_info` facts are re-read to notice a change.
     pub facts_refresh: Duration,
+    /// How often `processes` lists the process directories for its
+    /// `total` (the rows between carry the last count).
+    pub process_count_every: Duration,
+    /// Kernel files several families read, read once per cycle.
+    pub shared_files: source::SharedFiles,
 }
 
 impl Default for Settings {
@@ -123,9 +128,14 @@ impl Default for Settings {
             network_exclude: Patterns::parse(""),
             statfs_timeout: Duration::from_secs(1),
             facts_refresh: Duration::from_secs(60),
+            process_count_every: Duration::from_secs(DEFAULT_PROCESS_COUNT_EVERY_SECS),
+            shared_files: source::SharedFiles::default(),
         }
     }
 }
+
+/// `--process-count-every` by default, in seconds.
+pub const DEFAULT_PROCESS_COUNT_EVERY_SECS: u64 = 30;
 
 /// Block devices skipped by default: loop and RAM disks, floppies, optical drives.
 pub const DEFAULT_DISK_EXCLUDE: &str = "loop*,ram*,fd*,sr*";

@@ -18,7 +18,11 @@
 //! file is opened):
 //!
 //! - `total`: processes on the host (one numeric directory per process; the
-//!   threads are not listed there). Omitted if the directory cannot be read.
+//!   threads are not listed there). Listing /proc costs the kernel more than
+//!   every other file of a cycle together, so it is counted at the first
+//!   cycle and then once every `--process-count-every` (default 30 s); the
+//!   rows in between carry the last count, which is at most that old.
+//!   Omitted if the directory could not be read at the last count.
 //!
 //! From optional files, each field omitted when its file is absent or malformed:
 //!
@@ -35,7 +39,7 @@
 //! parse error.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rustix::fs::{Mode, OFlags, RawDir};
 
@@ -136,13 +140,17 @@ const DIR_BUF: usize = 32 * 1024;
 /// The `processes` collector.
 pub struct Processes {
     procfs: PathBuf,
-    stat: source::KernelFile,
+    stat: source::CycleFile,
     file_nr: source::KernelFile,
     pid_max: source::KernelFile,
     threads_max: source::KernelFile,
     buf: String,
     dir_buf: Vec<u8>,
     rates: Rates<&'static str>,
+    /// How often `total` is counted, and the last count: when it was taken
+    /// and its value (`None`: /proc could not be listed then).
+    count_every: Duration,
+    counted: Option<(Instant, Option<u64>)>,
 }
 
 impl Processes {
@@ -152,14 +160,38 @@ impl Processes {
         let roots = &settings.roots;
         Processes {
             procfs: roots.procfs.clone(),
-            stat: source::KernelFile::new(roots.proc("stat")),
+            stat: settings.shared_files.file(roots.proc("stat")),
             file_nr: source::KernelFile::new(roots.proc("sys/fs/file-nr")),
             pid_max: source::KernelFile::new(roots.proc("sys/kernel/pid_max")),
             threads_max: source::KernelFile::new(roots.proc("sys/kernel/threads-max")),
             buf: String::new(),
             dir_buf: Vec::with_capacity(DIR_BUF),
             rates: Rates::default(),
+            count_every: settings.process_count_every,
+            counted: None,
         }
+    }
+}
+
+impl Processes {
+    /// The process count, listed again when the last count is
+    /// `count_every` old (or taken in what looks like a later cycle's past).
+    fn total(&mut self, at: Instant) -> Option<u64> {
+        let due = match self.counted {
+            None => true,
+            Some((then, _)) => at
+                .checked_duration_since(then)
+                .is_none_or(|age| age >= self.count_every),
+        };
+        if due {
+            let total = count_processes(&self.procfs, &mut self.dir_buf)
+                .inspect_err(
+                    |error| tracing::debug!(%error, "processes: cannot list procfs; total omitted"),
+                )
+                .ok();
+            self.counted = Some((at, total));
+        }
+        self.counted.and_then(|(_, total)| total)
     }
 }
 
@@ -197,7 +229,7 @@ impl Collector for Processes {
     }
 
     fn collect(&mut self, cycle: &Cycle, out: &mut Vec<Row>) -> Result<(), CollectError> {
-        self.stat.read_into(&mut self.buf)?;
+        self.stat.read_into(cycle.at, &mut self.buf)?;
         let s = parse_stat_processes(&self.buf).map_err(|source| CollectError::Parse {
             path: self.stat.path().to_path_buf(),
             source,
@@ -214,10 +246,7 @@ impl Collector for Processes {
         counter(&mut row, rates, at, names, s.interrupts);
         rates.sweep();
 
-        match count_processes(&self.procfs, &mut self.dir_buf) {
-            Ok(total) => row.int("total", total),
-            Err(error) => tracing::debug!(%error, "processes: cannot list procfs; total omitted"),
-        }
+        row.int_opt("total", self.total(cycle.at));
         if let Some((open, max)) = read_parsed(&mut self.file_nr, &mut self.buf, parse_file_nr) {
             row.int("open_files", open);
             row.int("open_files_max", max);
@@ -340,6 +369,36 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         assert_eq!(names(&first), ["context_switches_total", "total"]);
         assert_eq!(first.field("total"), Some(Value::Int(0)));
+    }
+
+    #[test]
+    fn the_process_count_is_carried_until_it_is_due_again() {
+        let dir = tempfile::tempdir().unwrap();
+        for pid in ["1", "2"] {
+            std::fs::create_dir_all(dir.path().join("proc").join(pid)).unwrap();
+        }
+        std::fs::write(dir.path().join("proc/stat"), "ctxt 7\n").unwrap();
+        let mut c = Processes::new(&Settings {
+            roots: Roots::under(dir.path()),
+            process_count_every: std::time::Duration::from_secs(30),
+            ..Settings::default()
+        });
+        let t0 = Instant::now();
+        let mut total_at = |secs: u64| {
+            let mut out = Vec::new();
+            let at = t0 + std::time::Duration::from_secs(secs);
+            c.collect(&Cycle { ts: 1, at }, &mut out).unwrap();
+            out[0].field("total")
+        };
+        assert_eq!(total_at(0), Some(Value::Int(2)));
+        std::fs::create_dir(dir.path().join("proc/3")).unwrap();
+        assert_eq!(
+            total_at(10),
+            Some(Value::Int(2)),
+            "the last count, 10 s old"
+        );
+        assert_eq!(total_at(29), Some(Value::Int(2)));
+        assert_eq!(total_at(30), Some(Value::Int(3)), "counted again once due");
     }
 
     #[test]

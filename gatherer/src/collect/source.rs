@@ -13,11 +13,23 @@
 //! The kernel rewrites these files in place; a file *replaced* by a rename (a
 //! fixture tree under `--procfs` updated that way) would keep being read
 //! from the replaced inode until a read fails.
+//!
+//! A file more than one family reads (`meminfo` by `memory` and `swap`,
+//! `vmstat` by `vmstat` and `swap`, `stat` by `cpu` and `processes`) is a
+//! [`CycleFile`]: the families hold handles on one [`KernelFile`] from the
+//! registry [`SharedFiles`] (one per [`super::Settings`], so per gatherer),
+//! and the kernel generates its text once per cycle, not once per family.
+//! The first handle to ask in a cycle reads the file; the others get a copy
+//! of those bytes (same [`super::Cycle::at`]). A handle that asks twice in
+//! one cycle reads the kernel again, so nothing older than the cycle is ever
+//! served. Parsing stays with the families.
 
 use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
 use super::error::CollectError;
 
@@ -120,6 +132,81 @@ impl KernelFile {
     }
 }
 
+/// The kernel files shared by families, by path: see the module doc.
+/// Clones share the registry.
+#[derive(Debug, Clone, Default)]
+pub struct SharedFiles(Arc<Mutex<Vec<Arc<Mutex<Shared>>>>>);
+
+/// One shared file and the text of its last read.
+#[derive(Debug)]
+struct Shared {
+    file: KernelFile,
+    text: String,
+    /// The cycle [`Shared::text`] was read in; `None` after a failed read.
+    read_in: Option<Instant>,
+}
+
+impl SharedFiles {
+    /// A handle on the file at `path`: every handle on one path shares
+    /// one read per cycle.
+    pub fn file(&self, path: PathBuf) -> CycleFile {
+        let mut files = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let found = files
+            .iter()
+            .find(|f| f.lock().unwrap_or_else(PoisonError::into_inner).file.path() == path);
+        let shared = match found {
+            Some(shared) => Arc::clone(shared),
+            None => {
+                let shared = Arc::new(Mutex::new(Shared {
+                    file: KernelFile::new(path.clone()),
+                    text: String::new(),
+                    read_in: None,
+                }));
+                files.push(Arc::clone(&shared));
+                shared
+            }
+        };
+        CycleFile {
+            path,
+            shared,
+            last: None,
+        }
+    }
+}
+
+/// One family's handle on a file read once per cycle ([`SharedFiles`]).
+#[derive(Debug)]
+pub struct CycleFile {
+    path: PathBuf,
+    shared: Arc<Mutex<Shared>>,
+    /// The cycle this handle last read in.
+    last: Option<Instant>,
+}
+
+impl CycleFile {
+    /// Where the file is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The file's text in the cycle `at` into `buf` (cleared first): the
+    /// bytes another handle read in this cycle, or a fresh read. Errors as
+    /// [`KernelFile::read_into`]; a failed read is not shared.
+    pub fn read_into(&mut self, at: Instant, buf: &mut String) -> Result<(), CollectError> {
+        let mut shared = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
+        let shared = &mut *shared;
+        if shared.read_in != Some(at) || self.last == Some(at) {
+            shared.read_in = None;
+            shared.file.read_into(&mut shared.text)?;
+            shared.read_in = Some(at);
+        }
+        self.last = Some(at);
+        buf.clear();
+        buf.push_str(&shared.text);
+        Ok(())
+    }
+}
+
 fn text(bytes: Vec<u8>) -> String {
     match String::from_utf8(bytes) {
         Ok(s) => s,
@@ -172,6 +259,42 @@ mod tests {
         assert_eq!(
             buf, "MemTotal: 3 kB\n",
             "nothing left over from the longer read"
+        );
+    }
+
+    #[test]
+    fn a_shared_file_is_read_once_per_cycle_and_never_served_stale() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vmstat");
+        std::fs::write(&path, "pswpin 1\n").unwrap();
+        let files = SharedFiles::default();
+        let (mut vmstat, mut swap) = (files.file(path.clone()), files.file(path.clone()));
+        let (mut a, mut b) = (String::new(), String::new());
+        let cycle = Instant::now();
+        vmstat.read_into(cycle, &mut a).unwrap();
+        std::fs::write(&path, "pswpin 2\n").unwrap();
+        swap.read_into(cycle, &mut b).unwrap();
+        assert_eq!(
+            b, "pswpin 1\n",
+            "the second family of a cycle shares the first read"
+        );
+        vmstat.read_into(cycle, &mut a).unwrap();
+        assert_eq!(
+            a, "pswpin 2\n",
+            "a handle asking twice in a cycle reads again"
+        );
+        let next = cycle + std::time::Duration::from_millis(1);
+        std::fs::write(&path, "pswpin 3\n").unwrap();
+        swap.read_into(next, &mut b).unwrap();
+        assert_eq!(b, "pswpin 3\n", "a new cycle reads the kernel again");
+
+        let absent = dir.path().join("pressure/irq");
+        let (mut first, mut second) = (files.file(absent.clone()), files.file(absent));
+        assert!(first.read_into(next, &mut a).is_err());
+        let err = second.read_into(next, &mut b).unwrap_err();
+        assert!(
+            matches!(err, CollectError::Unavailable { .. }),
+            "each family sees the failure: {err:?}"
         );
     }
 

@@ -86,8 +86,8 @@ pub fn parse_swap_vmstat(text: &str) -> Result<SwapTraffic, ParseError> {
 
 /// The `swap` collector.
 pub struct Swap {
-    meminfo: source::KernelFile,
-    vmstat: source::KernelFile,
+    meminfo: source::CycleFile,
+    vmstat: source::CycleFile,
     buf: String,
     rates: Rates<()>,
 }
@@ -96,15 +96,15 @@ impl Swap {
     /// A collector reading `meminfo` and `vmstat` under the configured procfs.
     pub fn new(settings: &Settings) -> Self {
         Swap {
-            meminfo: source::KernelFile::new(settings.roots.proc("meminfo")),
-            vmstat: source::KernelFile::new(settings.roots.proc("vmstat")),
+            meminfo: settings.shared_files.file(settings.roots.proc("meminfo")),
+            vmstat: settings.shared_files.file(settings.roots.proc("vmstat")),
             buf: String::new(),
             rates: Rates::default(),
         }
     }
 
-    fn traffic(&mut self) -> Option<SwapTraffic> {
-        let read = self.vmstat.read_into(&mut self.buf);
+    fn traffic(&mut self, cycle: &Cycle) -> Option<SwapTraffic> {
+        let read = self.vmstat.read_into(cycle.at, &mut self.buf);
         let parsed = read.and_then(|()| {
             parse_swap_vmstat(&self.buf).map_err(|source| CollectError::Parse {
                 path: self.vmstat.path().to_path_buf(),
@@ -123,7 +123,7 @@ impl Collector for Swap {
     }
 
     fn collect(&mut self, cycle: &Cycle, out: &mut Vec<Row>) -> Result<(), CollectError> {
-        self.meminfo.read_into(&mut self.buf)?;
+        self.meminfo.read_into(cycle.at, &mut self.buf)?;
         let space = parse_swap_meminfo(&self.buf).map_err(|source| CollectError::Parse {
             path: self.meminfo.path().to_path_buf(),
             source,
@@ -134,7 +134,7 @@ impl Collector for Swap {
         row.int("used_bytes", space.used_bytes());
         row.float_opt("used_percent", space.used_percent());
         row.int_opt("cached_bytes", space.cached_bytes);
-        if let Some(t) = self.traffic() {
+        if let Some(t) = self.traffic(cycle) {
             row.int("in_pages_total", t.in_pages);
             row.int("out_pages_total", t.out_pages);
             if let [rate_in, rate_out] =

@@ -106,7 +106,7 @@ pub fn parse_vmstat(text: &str) -> Result<VmstatSample, ParseError> {
 
 /// The `vmstat` collector.
 pub struct Vmstat {
-    path: source::KernelFile,
+    path: source::CycleFile,
     buf: String,
     rates: Rates<&'static str>,
 }
@@ -115,7 +115,7 @@ impl Vmstat {
     /// A collector reading `vmstat` under the configured procfs.
     pub fn new(settings: &Settings) -> Self {
         Vmstat {
-            path: source::KernelFile::new(settings.roots.proc("vmstat")),
+            path: settings.shared_files.file(settings.roots.proc("vmstat")),
             buf: String::new(),
             rates: Rates::default(),
         }
@@ -128,7 +128,7 @@ impl Collector for Vmstat {
     }
 
     fn collect(&mut self, cycle: &Cycle, out: &mut Vec<Row>) -> Result<(), CollectError> {
-        self.path.read_into(&mut self.buf)?;
+        self.path.read_into(cycle.at, &mut self.buf)?;
         let s = parse_vmstat(&self.buf).map_err(|source| CollectError::Parse {
             path: self.path.path().to_path_buf(),
             source,
