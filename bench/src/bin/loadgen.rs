@@ -15,8 +15,8 @@
 //! - **Throughput**: batches and samples acknowledged per second during the
 //!   measured window.
 //! - **Acknowledgement latency**: for every batch sent during the window,
-//!   the time from handing it to the stream (after encoding, before tonic's
-//!   gzip and HTTP/2) to receiving an `Ack` covering it, as a gatherer would
+//!   the time from handing it to the stream (after encoding, before HTTP/2
+//!   and, with `--gzip`, tonic's compression) to receiving an `Ack` covering it, as a gatherer would
 //!   see it: p50, p90, p99, max (nearest rank over all batches).
 //! - **Reporter cost**: its CPU time during the window (`utime + stime` of
 //!   `/proc/<pid>/stat`, every thread, clock ticks from `getconf CLK_TCK`)
@@ -48,7 +48,8 @@
 //!    it panics (not when it is itself killed with SIGKILL).
 //! 3. Opens `--streams` streams over `ceil(streams / --streams-per-connection)`
 //!    HTTP/2 connections, all connecting at once as gatherers do after a
-//!    reporter restart, with gzip both ways like a gatherer. Each stream is
+//!    reporter restart, batches uncompressed like a gatherer (`--gzip` as
+//!    older gatherers sent them). Each stream is
 //!    one simulated gatherer: its own node id in `Hello`, its own
 //!    [`Dictionary`] and [`StreamSent`], and it waits for `Welcome`.
 //! 4. Once every stream is open, each sends one batch per `--interval`, its
@@ -109,7 +110,7 @@
 //! report's RSS lines show what that costs (README "Scaling and its limits").
 //!
 //! The load generator runs on the same machine as the reporter and competes
-//! with it for CPU (it encodes and gzips every batch, as real gatherers
+//! with it for CPU (it encodes every batch, as real gatherers
 //! would on their own hosts): compare the reporter's cores with the
 //! generator's and the machine's in the report. At 5,000 streams the
 //! generator needs most of a core when every stream encodes its own batches
@@ -199,6 +200,12 @@ struct Args {
     /// generator spends less CPU.
     #[arg(long)]
     encode_once: bool,
+
+    /// Gzip every batch, as gatherers did before they sent batches
+    /// uncompressed (gzip cost them more CPU than collecting). Answers are
+    /// accepted gzip-compressed either way.
+    #[arg(long)]
+    gzip: bool,
 
     /// The reporter binary [default: `reporter` next to this executable].
     #[arg(long)]
@@ -550,6 +557,8 @@ struct Plan {
     window: usize,
     /// `authorization` metadata of every stream (`--token`).
     authorization: Option<AsciiMetadataValue>,
+    /// `--gzip`: batches gzip-compressed (older gatherers) or not.
+    gzip: bool,
     counters: Counters,
 }
 
@@ -715,9 +724,10 @@ async fn stream_task(
     mut stop: watch::Receiver<bool>,
 ) -> StreamResult {
     let mut result = StreamResult::default();
-    let mut client = IngestClient::new(channel)
-        .send_compressed(CompressionEncoding::Gzip)
-        .accept_compressed(CompressionEncoding::Gzip);
+    let mut client = IngestClient::new(channel).accept_compressed(CompressionEncoding::Gzip);
+    if plan.gzip {
+        client = client.send_compressed(CompressionEncoding::Gzip);
+    }
     let (tx, rx) = mpsc::channel::<pb::GathererMessage>(plan.window + 4);
     let _ = tx.send(hello(index)).await;
     let opened = async {
@@ -1249,6 +1259,7 @@ fn print_report(args: &Args, plan: &Plan, r: &Report) {
                 "count": r.latencies_us.len(),
             },
             "encode_once": args.encode_once,
+            "gzip": args.gzip,
             "generator_threads": args.threads(),
             "reporter_rss_idle_bytes": r.reporter_rss_idle,
             "reporter_rss_streams_open_bytes": r.reporter_rss_open,
@@ -1410,6 +1421,7 @@ fn main() -> ExitCode {
         max_rate: args.max_rate,
         window: args.window(),
         authorization: security.authorization.clone(),
+        gzip: args.gzip,
         counters: Counters::default(),
     });
 
