@@ -52,7 +52,7 @@ pub use process::{
     Daemon, Output, Process, args, binary, end, fixture, free_port, root_args, run, wait_for,
     wait_listening,
 };
-pub use questdb::QuestDb;
+pub use questdb::{QuestDb, unique_node};
 #[cfg(feature = "reporter")]
 pub use reporter::{InProcessReporter, start_reporter};
 pub use rows::{Rows, sink_rows, try_sqlite};

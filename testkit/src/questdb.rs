@@ -396,3 +396,13 @@ impl Drop for QuestDb {
         self.stop();
     }
 }
+
+/// A node id no other test (or earlier run on a shared QuestDB) uses:
+/// `name`, this process's id and the clock's nanoseconds.
+pub fn unique_node(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .subsec_nanos();
+    format!("{name}-{}-{nanos}", std::process::id())
+}

@@ -18,14 +18,7 @@ use serde_json::Value;
 
 use hostpulse_testkit::args as s;
 
-/// A node id no other test (or earlier run on a shared server) uses.
-fn node(name: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("{name}-{}-{nanos}", std::process::id())
-}
+use hostpulse_testkit::unique_node as node;
 
 struct Reporter {
     daemon: Daemon,

@@ -23,14 +23,7 @@ use hostpulse_testkit::{
     wait_for, wait_listening,
 };
 
-/// A node id no other test (or earlier run on a shared QuestDB) uses.
-fn node(name: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("{name}-{}-{nanos}", std::process::id())
-}
+use hostpulse_testkit::unique_node as node;
 
 fn gatherer(port: u16, node: &str, dir: &Path, extra: &[&str]) -> Daemon {
     let mut args = s(&[
